@@ -1,0 +1,100 @@
+"""Process settings, read once at start-up from `COACHLOOP_` variables and `.env`.
+
+Only `app.py` and worker entry points call :func:`get_settings`; everything below them
+receives the values it needs as arguments.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    """Socket Mode token; without one the app serves Slack over HTTP."""
+    signing_secret: SecretStr | None = None
+    api_base_url: str | None = None
+    """Override of Slack's Web API address, for a proxy or a local test double."""
+
+
+class LlmSettings(BaseModel):
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    max_concurrency: int = Field(default=4, ge=1)
+    requests_per_minute: int = Field(default=120, ge=1)
+    max_retries: int = Field(default=4, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    redact: bool | None = None
+    """Redact card numbers, ids, phones and e-mails before text leaves the machine.
+
+    Unset means: on for any endpoint that is not on this machine.
+    """
+
+
+class VoiceSettings(BaseModel):
+    whisper_model: str = "base"
+    whisper_compute_type: str = "int8"
+    piper_voice: str = "en_US-joe-medium"
+    sample_rate_hz: int = 16_000
+
+
+class IngestSettings(BaseModel):
+    unknown_reps: Literal["create", "reject"] = "create"
+    """What to do with a call whose rep is not in the organisation yet."""
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    agent_labels: list[str] = ["agent", "rep", "advisor", "associate", "csr", "employee"]
+    customer_labels: list[str] = ["customer", "caller", "client", "user", "member", "prospect"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COACHLOOP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("COACHLOOP_DATABASE_URL", "DATABASE_URL"),
+    )
+    """SQLAlchemy URL; empty means a SQLite file under `data_dir`."""
+    rubric_dir: Path | None = None
+    """Folder of rubric YAML files; unset means the rubrics shipped in `config/data/rubrics`."""
+    log_level: str = "INFO"
+    log_json: bool = False
+    redact_pii_logs: bool = True
+    slack: SlackSettings = SlackSettings()
+    llm: LlmSettings = LlmSettings()
+    voice: VoiceSettings = VoiceSettings()
+    ingest: IngestSettings = IngestSettings()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'coachloop.db'}"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack.bot_token is not None
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.llm.base_url is not None or self.llm.api_key is not None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

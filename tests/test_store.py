@@ -1,0 +1,51 @@
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from store import Interaction, Person, Speaker, Team, Turn
+
+
+def test_interaction_with_turns_round_trips(session: Session) -> None:
+    team = Team(slug="north", name="North")
+    session.add(team)
+    session.flush()
+    rep = Person(external_id="r1", name="Ada", team_id=team.id, role="support")
+    session.add(rep)
+    session.flush()
+    call = Interaction(
+        external_id="c1",
+        source="json",
+        rep_id=rep.id,
+        team_id=team.id,
+        started_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+        content_hash="h1",
+    )
+    session.add(call)
+    session.flush()
+    session.add(Turn(interaction_id=call.id, idx=0, speaker=Speaker.agent, start_s=0.0, text="Hi"))
+    session.commit()
+
+    stored = session.exec(select(Interaction)).one()
+    turns = session.exec(select(Turn).where(Turn.interaction_id == stored.id)).all()
+
+    assert stored.started_at == datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    assert [t.text for t in turns] == ["Hi"]
+
+
+def test_same_content_hash_is_rejected(session: Session) -> None:
+    rep = Person(external_id="r1", name="Ada")
+    session.add(rep)
+    session.flush()
+    when = datetime(2026, 11, 2, tzinfo=UTC)
+    session.add(
+        Interaction(external_id="a", source="s", rep_id=rep.id, started_at=when, content_hash="h")
+    )
+    session.commit()
+    session.add(
+        Interaction(external_id="b", source="s", rep_id=rep.id, started_at=when, content_hash="h")
+    )
+
+    with pytest.raises(IntegrityError):
+        session.commit()
