@@ -55,6 +55,28 @@ class IngestSettings(BaseModel):
     customer_labels: list[str] = ["customer", "caller", "client", "user", "member", "prospect"]
 
 
+class CalibrationSettings(BaseModel):
+    """The go-live gate and the checks that follow it (see `coachloop calibrate`)."""
+
+    min_exact: float = Field(default=0.85, ge=0, le=1)
+    """Exact agreement a criterion needs, between humans and for the judge against them."""
+    min_kappa: float = Field(default=0.70, ge=-1, le=1)
+    """Quadratic-weighted kappa a criterion needs, on the same two comparisons."""
+    min_calls: int = Field(default=10, ge=1)
+    """Calls rated by at least two people before a criterion can pass."""
+    rewrite_share: float = Field(default=0.30, ge=0, le=1)
+    """Suggest rewriting a criterion when raters are more than one level apart this often."""
+    drift_sample_size: int = Field(default=30, ge=1)
+    """Calls per periodic human sample after go-live."""
+    calibration_set: str = "calibration"
+    """Ratings imported under this set name are the calibration round."""
+    sample_prefix: str = "sample"
+    """Ratings in sets whose name starts with this are post-go-live drift samples."""
+    bootstrap_resamples: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    seed: int = 0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACHLOOP_",
@@ -79,6 +101,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     voice: VoiceSettings = VoiceSettings()
     ingest: IngestSettings = IngestSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
 
     @property
     def resolved_database_url(self) -> str:
