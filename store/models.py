@@ -5,7 +5,7 @@ Times are timezone-aware and stored as UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -183,3 +183,225 @@ class RejectedFile(SQLModel, table=True):
     reason: str
     quarantined_to: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# -- coaching --------------------------------------------------------------------------------
+
+
+class CoachingRun(SQLModel, table=True):
+    """The coaching pipeline's progress on one scored interaction (its graph thread)."""
+
+    __table_args__ = (Index("ix_coachingrun_status", "status"),)
+
+    interaction_id: int = Field(foreign_key="interaction.id", primary_key=True)
+    evaluation_id: int = Field(foreign_key="evaluation.id", index=True)
+    """The evaluation the run coached on; the interaction's other evaluations are ignored."""
+    thread_id: str = Field(max_length=64)
+    status: str = Field(default="running", max_length=24)
+    """`running`, `awaiting_approval`, `done` or `failed`."""
+    decision: str | None = Field(default=None, max_length=32)
+    trends_applied: bool = False
+    """Set in the same transaction that added the scores to the rollups, so never twice."""
+    attempts: int = 0
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class CriterionDaily(SQLModel, table=True):
+    """Per rep, criterion, day and interaction kind: how many sessions scored each level."""
+
+    __table_args__ = (
+        Index("ix_criteriondaily_team_day", "team_id", "kind", "day"),
+        Index("ix_criteriondaily_day", "kind", "day"),
+    )
+
+    rep_id: int = Field(foreign_key="person.id", primary_key=True)
+    criterion_id: str = Field(max_length=64, primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)
+    """`call` or `practice`."""
+    day: date = Field(primary_key=True)
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    n1: int = 0
+    n2: int = 0
+    n3: int = 0
+    n_na: int = 0
+
+
+class CriterionTrend(SQLModel, table=True):
+    """A rep's most recent real-call levels on a criterion, newest last, for the decline rule."""
+
+    rep_id: int = Field(foreign_key="person.id", primary_key=True)
+    criterion_id: str = Field(max_length=64, primary_key=True)
+    recent: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """Each: interaction_id, level, at (ISO time)."""
+    sessions: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CoachingTrigger(SQLModel, table=True):
+    """A rule that fired, with why: the sessions, the scores and the transcript moments."""
+
+    __table_args__ = (
+        Index("ix_trigger_rep", "rep_id", "criterion_id", "kind", "observed_at"),
+        Index("ix_trigger_team", "team_id", "criterion_id", "kind", "observed_at"),
+        Index("ix_trigger_interaction", "interaction_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)
+    """`individual`, `decline`, `cohort` or `session_flag`."""
+    rep_id: int | None = Field(default=None, foreign_key="person.id")
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    criterion_id: str | None = Field(default=None, max_length=64)
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id")
+    """The interaction whose score made the rule fire."""
+    observed_at: datetime
+    """When that interaction happened; windows and cool-downs run on this clock."""
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    value: float | None = None
+    threshold: float | None = None
+    why: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dedupe_key: str = Field(max_length=200, unique=True)
+    status: str = Field(default="open", max_length=16)
+    """`open`, `merged` (covered by a cohort response) or `resolved`."""
+    cohort_decision_id: int | None = None
+    """The cohort response that covers this trigger (no foreign key: the two refer to each other)."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CohortDecision(SQLModel, table=True):
+    """A cohort response waiting for, or given, the manager's approval."""
+
+    __table_args__ = (Index("ix_cohortdecision_status", "status", "expires_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger_id: int = Field(foreign_key="coachingtrigger.id", unique=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    criterion_id: str = Field(max_length=64)
+    scenario_slug: str | None = Field(default=None, max_length=128)
+    rep_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    suggestion: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """The suggested team session and the shared scenario, as shown to the manager."""
+    status: str = Field(default="pending", max_length=16)
+    """`pending`, `approved`, `declined` or `auto_approved`."""
+    thread_id: str = Field(max_length=64)
+    requested_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    decided_at: datetime | None = None
+    decided_by: int | None = Field(default=None, foreign_key="person.id")
+
+
+class Assignment(SQLModel, table=True):
+    """A practice scenario given to a rep for a criterion, with the reason."""
+
+    __table_args__ = (Index("ix_assignment_rep", "rep_id", "criterion_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rep_id: int = Field(foreign_key="person.id")
+    scenario_slug: str = Field(max_length=128)
+    criterion_id: str = Field(max_length=64)
+    difficulty: str | None = Field(default=None, max_length=16)
+    reason: str
+    status: str = Field(default="open", max_length=16)
+    """`open`, `completed` or `cancelled`."""
+    trigger_id: int | None = Field(default=None, foreign_key="coachingtrigger.id")
+    cohort_decision_id: int | None = Field(default=None, foreign_key="cohortdecision.id")
+    dedupe_key: str = Field(max_length=200, unique=True)
+    practice_interaction_id: int | None = Field(default=None, foreign_key="interaction.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message for a rep or manager, delivered by the Slack bot or read from the outbox."""
+
+    __table_args__ = (
+        Index("ix_outbox_status", "status", "created_at"),
+        Index("ix_outbox_recipient", "recipient_id", "status"),
+        Index("ix_outbox_kind_started", "kind", "interaction_started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)
+    """`rep_feedback`, `assignment`, `manager_alert`, `cohort_alert`, `digest` or `dispute`."""
+    recipient_id: int = Field(foreign_key="person.id")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Structured content that Slack, the web app and the command line each render."""
+    dedupe_key: str = Field(max_length=200, unique=True)
+    status: str = Field(default="queued", max_length=16)
+    """`queued`, `sending`, `sent`, `failed`, `held` (for a digest), `digested`, `cancelled`."""
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id")
+    interaction_started_at: datetime | None = None
+    """When the interaction behind the message happened, for time to feedback."""
+    digest_id: int | None = Field(default=None, foreign_key="outboxmessage.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class AlertPreference(SQLModel, table=True):
+    """A manager's choice between immediate alerts and a daily digest."""
+
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
+    mode: str = Field(default="immediate", max_length=16)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CoachingNote(SQLModel, table=True):
+    """A manager's note on a coaching item, with its score against the note rubric."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="person.id", index=True)
+    rep_id: int = Field(foreign_key="person.id", index=True)
+    trigger_id: int | None = Field(default=None, foreign_key="coachingtrigger.id")
+    assignment_id: int | None = Field(default=None, foreign_key="assignment.id")
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id")
+    text: str
+    quality: int = 0
+    """0-3: one point each for naming a behaviour, citing a moment, giving a next step."""
+    quality_checks: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Outcome(SQLModel, table=True):
+    """A lagging indicator for one rep and period (CSAT, resolution rate, QA score, ...)."""
+
+    __table_args__ = (
+        UniqueConstraint("rep_id", "metric", "period_start", "period_end", name="uq_outcome"),
+        Index("ix_outcome_metric_end", "metric", "period_end"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    rep_id: int = Field(foreign_key="person.id")
+    period_start: date
+    period_end: date
+    """Inclusive."""
+    metric: str = Field(max_length=64)
+    value: float
+    source: str | None = Field(default=None, max_length=256)
+    imported_at: datetime = Field(default_factory=utcnow)
+
+
+class Dispute(SQLModel, table=True):
+    """A rep's challenge to a score, for the manager to resolve."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    score_id: int = Field(foreign_key="score.id", index=True)
+    interaction_id: int = Field(foreign_key="interaction.id")
+    rep_id: int = Field(foreign_key="person.id", index=True)
+    criterion_id: str = Field(max_length=64)
+    reason: str
+    status: str = Field(default="open", max_length=16)
+    """`open`, `upheld` (score stands) or `changed`."""
+    resolution: str | None = None
+    resolved_by: int | None = Field(default=None, foreign_key="person.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
