@@ -55,6 +55,6 @@ def test_nested_settings_and_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_file_is_read_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".env").write_text("COACHLOOP_LOG_LEVEL=DEBUG\n")
 
-    settings = Settings(_env_file=tmp_path / ".env")  # type: ignore[call-arg]
+    settings = Settings(_env_file=tmp_path / ".env")
 
     assert settings.log_level == "DEBUG"
