@@ -172,7 +172,37 @@ class HumanRating(SQLModel, table=True):
     criterion_id: str = Field(max_length=64)
     level: int | None = None
     rubric_version: str | None = Field(default=None, max_length=32)
+    set_name: str = Field(default="calibration", max_length=64, index=True)
+    """The calibration round or post-go-live sample the rating was imported under."""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CriterionGate(SQLModel, table=True):
+    """The go-live decision for one criterion of one rubric version, for one judge.
+
+    A criterion is live once humans agree with each other and the judge agrees with the
+    human consensus, both above the thresholds; the figures are kept as they were decided.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("rubric_version", "criterion_id", "judge", name="uq_criterion_gate"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    rubric_version: str = Field(foreign_key="rubricversion.version", max_length=32, index=True)
+    criterion_id: str = Field(max_length=64)
+    judge: str = Field(max_length=128)
+    live: bool = False
+    reason: str | None = None
+    """Why the criterion is not live, when it is not."""
+    calls: int = 0
+    human_exact: float | None = None
+    human_kappa: float | None = None
+    judge_exact: float | None = None
+    judge_kappa: float | None = None
+    decided_at: datetime = Field(default_factory=utcnow)
+    live_since: datetime | None = None
+    """When the criterion first passed; kept while it stays live."""
 
 
 class RejectedFile(SQLModel, table=True):
