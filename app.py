@@ -236,6 +236,137 @@ def org_show(ctx: typer.Context) -> None:
     console.print(f"{len(people)} people; admins: {', '.join(admins) or 'none'}", highlight=False)
 
 
+# -- scoring --------------------------------------------------------------------------------
+
+
+@app.command("score")
+def score(
+    ctx: typer.Context,
+    judge: Annotated[str, typer.Option("--judge", help="`offline` or `llm`.")] = "offline",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Calls per judge call and commit.")
+    ] = 16,
+    retry_unscored: Annotated[
+        bool, typer.Option("--retry-unscored", help="Also retry calls left unscored before.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N calls.")] = None,
+) -> None:
+    """Score every call not yet scored under its rubric version by this judge; safe to rerun."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from evaluators.base import EvaluatorError
+    from evaluators.judges import make_judge
+    from evaluators.scoring import score_pending
+
+    context = ctx_of(ctx)
+    rubrics = context.rubrics()
+    try:
+        scorer = make_judge(judge, context.settings, context.settings.data_dir / "models")
+    except EvaluatorError as exc:
+        fail(str(exc))
+    engine = context.engine
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
+        task = bar.add_task(f"scoring with {scorer.name}", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = asyncio.run(
+                score_pending(
+                    engine,
+                    scorer,
+                    rubrics,
+                    batch_size=batch_size,
+                    progress=on_progress,
+                    limit=limit,
+                    retry_unscored=retry_unscored,
+                )
+            )
+        except Exception as exc:
+            logger.exception("scoring stopped", extra={"judge": scorer.name})
+            fail(
+                f"Scoring stopped ({type(exc).__name__}); finished batches are saved, so run "
+                "the same command again to resume"
+            )
+    console.print(
+        f"{report.judge}: scored {report.scored}, unscored {report.unscored}, "
+        f"skipped {report.skipped} (scored by another run), retried {report.retried}; "
+        f"tokens {report.prompt_tokens} in, {report.completion_tokens} out",
+        highlight=False,
+    )
+    if report.reasons:
+        table = Table(title="Unscored calls by reason")
+        table.add_column("reason")
+        table.add_column("calls", justify="right")
+        for reason, count in report.reasons.most_common():
+            table.add_row(reason, str(count))
+        console.print(table)
+
+
+@app.command("coverage")
+def coverage_command(
+    ctx: typer.Context,
+    team: Annotated[str | None, typer.Option("--team", help="Team slug.")] = None,
+    period: Annotated[str, typer.Option("--period", help="`week` or `month`.")] = "week",
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Judge name or prefix; default any.")
+    ] = None,
+) -> None:
+    """How many calls are scored, unscored (and why), flagged and N/A, by team and period."""
+    from rich.table import Table
+
+    from evaluators.scoring import coverage, resolve_judge
+
+    if period not in ("week", "month"):
+        fail(f"Period `{period}` is not `week` or `month`")
+    context = ctx_of(ctx)
+    rubrics = context.rubrics()
+    engine = context.engine
+    try:
+        judge_name = resolve_judge(engine, judge) if judge else None
+        report = coverage(
+            engine,
+            team=team,
+            judge=judge_name,
+            period="week" if period == "week" else "month",
+            rubrics=rubrics,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+    table = Table(title=f"Coverage by team and {period}" + (f" ({judge_name})" if judge else ""))
+    for column in ("team", period, "calls", "scored", "share", "unscored", "pending", "flagged"):
+        table.add_column(column, justify="left" if column in ("team", period) else "right")
+    table.add_column("N/A by criterion")
+    for row in [*report.rows, report.total]:
+        share = f"{row.scored_share:.0%}" if row.scored_share is not None else "-"
+        na = ", ".join(f"{k} {v}" for k, v in sorted(row.not_applicable.items())) or "-"
+        table.add_row(
+            row.team,
+            str(row.period_start) if row.period_start else "",
+            str(row.interactions),
+            str(row.scored),
+            share,
+            str(row.unscored),
+            str(row.pending),
+            str(row.flagged),
+            na,
+        )
+    console.print(table)
+    if report.total.unscored_reasons:
+        reasons = Table(title="Unscored calls by reason")
+        reasons.add_column("reason")
+        reasons.add_column("calls", justify="right")
+        for reason, count in report.total.unscored_reasons.most_common():
+            reasons.add_row(reason, str(count))
+        console.print(reasons)
+
+
 def main() -> None:
     app()
 
