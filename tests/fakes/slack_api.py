@@ -311,7 +311,7 @@ class FakeSlackApi:
                 channel = str(body.get("channel", ""))
                 oldest = float(body.get("oldest", 0) or 0)
                 msgs = [m for m in self._state.messages.get(channel, []) if float(m["ts"]) > oldest]
-                if not str(body.get("include_all_metadata", "")).lower() in {"true", "1"}:
+                if str(body.get("include_all_metadata", "")).lower() not in {"true", "1"}:
                     msgs = [{k: v for k, v in m.items() if k != "metadata"} for m in msgs]
                 return {"messages": list(reversed(msgs)), "has_more": False}
             if method == "conversations.replies":
