@@ -236,6 +236,78 @@ def org_show(ctx: typer.Context) -> None:
     console.print(f"{len(people)} people; admins: {', '.join(admins) or 'none'}", highlight=False)
 
 
+# -- ingestion ------------------------------------------------------------------------------
+
+
+@app.command("ingest")
+def ingest_command(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Transcript files and folders.")],
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--mapping", help="Mapping YAML for another platform's JSON or CSV."),
+    ] = None,
+    rep: Annotated[
+        str | None, typer.Option("--rep", help="Rep (external id or e-mail) for every call.")
+    ] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Team slug for every call.")] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source name instead of the format's.")
+    ] = None,
+) -> None:
+    """Store calls from JSON, JSONL, WebVTT, SRT, CSV, text or mapped exports; safe to re-run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.table import Table
+
+    from ingest import MappingError, ingest_paths, load_mapping
+
+    c = ctx_of(ctx)
+    mapping_file = mapping or c.settings.ingest.mapping_file
+    try:
+        loaded = load_mapping(mapping_file) if mapping_file else None
+    except MappingError as exc:
+        fail(str(exc))
+    engine = c.engine
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=err_console) as bar:
+        task = bar.add_task("ingesting files", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = ingest_paths(
+            engine,
+            paths,
+            settings=c.settings.ingest,
+            data_dir=c.settings.data_dir,
+            mapping=loaded,
+            progress=on_progress,
+            rep=rep,
+            team=team,
+            source=source,
+        )
+
+    summary = Table(title=f"Files read: {report.files}")
+    for column in ("new", "duplicate", "rejected"):
+        summary.add_column(column, justify="right")
+    summary.add_row(str(report.new), str(report.duplicate), str(report.rejected))
+    console.print(summary)
+    if report.rejections:
+        shown = report.rejections[:50]
+        rejected = Table(title="Set aside (copies and reasons under data_dir/rejected/)")
+        for column in ("file", "reason"):
+            rejected.add_column(column, overflow="fold")
+        for r in shown:
+            rejected.add_row(str(r.path), r.reason)
+        console.print(rejected)
+        if len(report.rejections) > len(shown):
+            console.print(f"... and {len(report.rejections) - len(shown)} more", highlight=False)
+    if report.files == 0 and not report.rejections:
+        fail("No transcript files found in the given paths")
+    if report.all_failed:
+        raise typer.Exit(1)
+
+
 # -- scoring --------------------------------------------------------------------------------
 
 

@@ -53,6 +53,8 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     agent_labels: list[str] = ["agent", "rep", "advisor", "associate", "csr", "employee"]
     customer_labels: list[str] = ["customer", "caller", "client", "user", "member", "prospect"]
+    mapping_file: Path | None = None
+    """Mapping YAML for other platforms' JSON or CSV exports; `--mapping FILE` overrides it."""
 
 
 class CalibrationSettings(BaseModel):
