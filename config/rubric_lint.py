@@ -63,25 +63,31 @@ def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z']+", text.lower()) if w not in _STOPWORDS and len(w) > 2}
 
 
-def _traits_in(text: str) -> list[str]:
+def traits_in(text: str) -> list[str]:
+    """Names of the traits or attitudes `text` describes ("shows empathy": `empathy`)."""
     return [name for pattern, name in _TRAIT_PATTERNS.items() if re.search(pattern, text, re.I)]
+
+
+def unverifiable_in(text: str) -> list[str]:
+    """What in `text` no reviewer can verify from a transcript ("feels": `what someone feels`)."""
+    return [
+        what for pattern, what in _UNVERIFIABLE_PATTERNS.items() if re.search(pattern, text, re.I)
+    ]
 
 
 def _lint_check(check: Check, where: str) -> list[Finding]:
     findings: list[Finding] = []
-    for pattern, what in _UNVERIFIABLE_PATTERNS.items():
-        if re.search(pattern, check.question, re.IGNORECASE):
-            findings.append(
-                Finding(
-                    Severity.error,
-                    where,
-                    f"the question asks about {what}, which no reviewer can verify from a "
-                    f"transcript: {check.question!r}",
-                    "ask about words the rep says, e.g. 'Does the rep restate the customer's "
-                    "problem in their own words?'",
-                )
+    for what in unverifiable_in(check.question)[:1]:
+        findings.append(
+            Finding(
+                Severity.error,
+                where,
+                f"the question asks about {what}, which no reviewer can verify from a "
+                f"transcript: {check.question!r}",
+                "ask about words the rep says, e.g. 'Does the rep restate the customer's "
+                "problem in their own words?'",
             )
-            break
+        )
     if not _YES_NO_START.match(check.question.strip()):
         findings.append(
             Finding(
@@ -108,7 +114,7 @@ def _lint_criterion(criterion: Criterion) -> list[Finding]:
     findings: list[Finding] = []
     where = f"criteria.{criterion.id}"
     for field_name, text in (("name", criterion.name), ("behaviour", criterion.behaviour)):
-        traits = _traits_in(text)
+        traits = traits_in(text)
         if traits:
             findings.append(
                 Finding(
