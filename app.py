@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,6 +38,11 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(rubric_app, name="rubric")
 app.add_typer(org_app, name="org")
 app.add_typer(db_app, name="db")
+calibrate_app = typer.Typer(
+    help="Calibrate a rubric: human agreement, the judge against it, the go-live gate, drift.",
+    no_args_is_help=True,
+)
+app.add_typer(calibrate_app, name="calibrate")
 
 
 @dataclass
@@ -437,6 +443,242 @@ def coverage_command(
         for reason, count in report.total.unscored_reasons.most_common():
             reasons.add_row(reason, str(count))
         console.print(reasons)
+
+
+# -- calibration ----------------------------------------------------------------------------
+
+
+def _figure(estimate: Any, *, interval: bool = True) -> str:
+    if estimate.value is None:
+        return "-"
+    if not interval or estimate.low is None or estimate.high is None:
+        return f"{estimate.value:.2f}"
+    return f"{estimate.value:.2f}\n{estimate.low:.2f}–{estimate.high:.2f}"
+
+
+@calibrate_app.command("import")
+def calibrate_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with rater, interaction, criterion, level.")],
+    set_name: Annotated[
+        str | None,
+        typer.Option("--set", help="Calibration round or sample name; default `calibration`."),
+    ] = None,
+) -> None:
+    """Load people's levels for calibration; bad rows are listed by line and skipped."""
+    from evaluators.calibration import CalibrationError, import_ratings
+
+    context = ctx_of(ctx)
+    rubrics = context.rubrics()
+    name = set_name or context.settings.calibration.calibration_set
+    try:
+        report = import_ratings(context.engine, file, rubrics, set_name=name)
+    except CalibrationError as exc:
+        fail(str(exc))
+    console.print(
+        f"{report.accepted} ratings stored ({report.inserted} new, {report.updated} changed, "
+        f"{report.unchanged} unchanged) in set `{report.set_name}`; "
+        f"{len(report.bad)} rows set aside",
+        highlight=False,
+    )
+    for bad in report.bad:
+        err_console.print(f"[yellow]set aside:[/yellow] {bad}", highlight=False)
+    if report.bad and not report.accepted:
+        raise typer.Exit(1)
+
+
+@calibrate_app.command("report")
+def calibrate_report(
+    ctx: typer.Context,
+    rubric: Annotated[str | None, typer.Option("--rubric", help="Role of the rubric.")] = None,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Judge name or prefix; default the busiest.")
+    ] = None,
+    set_name: Annotated[
+        str | None, typer.Option("--set", help="Calibration set; default `calibration`.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report only; do not record the gate.")
+    ] = False,
+) -> None:
+    """Agreement per criterion, the go-live gate, divergent calls, rewrites and drift."""
+    from rich import box
+    from rich.table import Table
+
+    from evaluators.calibration import CalibrationError, calibration_report
+
+    context = ctx_of(ctx)
+    settings = context.settings.calibration
+    try:
+        report = calibration_report(
+            context.engine,
+            context.rubrics(),
+            settings,
+            role=rubric,
+            judge=judge,
+            set_name=set_name,
+            record=not dry_run,
+        )
+    except CalibrationError as exc:
+        fail(str(exc))
+    if not report.rubrics:
+        fail("No human ratings yet; import some with `coachloop calibrate import FILE.csv`")
+
+    gate = (
+        f"gate: exact >= {settings.min_exact:.0%} and weighted kappa >= "
+        f"{settings.min_kappa:.2f}, for people and for the judge against their consensus"
+    )
+    for result in report.rubrics:
+        console.print(
+            f"\n[bold]{result.rubric.name}[/bold] (role {result.rubric.role}, version "
+            f"{result.rubric.version}); set `{result.set_name}`; judge {result.judge or 'none'}",
+            highlight=False,
+        )
+        if result.judge_note:
+            console.print(f"  {result.judge_note}", highlight=False)
+        console.print(f"  {gate}", highlight=False)
+        table = Table(
+            title="Agreement per criterion: people, then the judge against their consensus "
+            f"(value, {settings.confidence:.0%} interval below)",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        table.add_column("criterion", overflow="fold", min_width=12)
+        for column in ("n", "exact", "±1", "kappa", "alpha", "status"):
+            table.add_column(column, no_wrap=True)
+        for item in result.criteria:
+            people, judged = item.humans, item.judge
+            table.add_row(
+                f"{item.criterion.id} ({len(item.raters)} people)",
+                str(people.n),
+                _figure(people.exact),
+                _figure(people.within_one, interval=False),
+                _figure(people.kappa),
+                _figure(people.alpha),
+                "[green]live[/green]" if item.live else "[red]not live[/red]",
+            )
+            table.add_row(
+                "  judge",
+                str(judged.n) if judged else "-",
+                _figure(judged.exact) if judged else "-",
+                _figure(judged.within_one, interval=False) if judged else "-",
+                _figure(judged.kappa) if judged else "-",
+                "",
+                "",
+                end_section=True,
+            )
+        console.print(table)
+        for item in result.criteria:
+            for failure in item.failures:
+                console.print(f"  [red]x[/red] {item.criterion.id}: {failure}", highlight=False)
+            if item.judge_missing and result.judge:
+                console.print(
+                    f"  {item.criterion.id}: the judge has not scored {len(item.judge_missing)} "
+                    f"of {item.calls} rated calls ({', '.join(item.judge_missing[:5])}...)",
+                    highlight=False,
+                )
+            if item.ties:
+                console.print(
+                    f"  {item.criterion.id}: {item.ties} calls tied between two levels; "
+                    "the consensus takes the lower one",
+                    highlight=False,
+                )
+            if item.rewrite:
+                console.print(f"  [yellow]rewrite[/yellow] {item.rewrite}", highlight=False)
+        shown = 10
+        divergent = [
+            (item.criterion.id, d) for item in result.criteria for d in item.divergent[:shown]
+        ]
+        if divergent:
+            calls = Table(title="Calls where raters diverge (widest first)")
+            for column in ("criterion", "call", "levels", "consensus", "judge", "apart"):
+                calls.add_column(column)
+            for criterion_id, d in divergent:
+                levels = ", ".join(
+                    f"{rater} {'N/A' if lvl is None else lvl}" for rater, lvl in d.levels.items()
+                )
+                calls.add_row(
+                    criterion_id,
+                    d.external_id,
+                    levels,
+                    "N/A" if d.consensus is None else str(d.consensus),
+                    "N/A" if d.judge is None else str(d.judge),
+                    "N/A vs level" if d.applicability and not d.spread else str(d.spread),
+                )
+            console.print(calls)
+            for item in result.criteria:
+                if len(item.divergent) > shown:
+                    console.print(
+                        f"  {item.criterion.id}: {len(item.divergent) - shown} more divergent "
+                        "calls not shown",
+                        highlight=False,
+                    )
+        if result.drift:
+            drift = Table(title="Drift: the judge against post-go-live samples")
+            for column in ("set", "criterion", "calls", "exact", "kappa", "status", "why"):
+                drift.add_column(column)
+            for check in result.drift:
+                colour = {"drifting": "red", "holding": "green"}.get(check.status, "white")
+                drift.add_row(
+                    check.set_name,
+                    check.criterion_id,
+                    str(check.calls),
+                    _figure(check.judge.exact) if check.judge else "-",
+                    _figure(check.judge.kappa) if check.judge else "-",
+                    f"[{colour}]{check.status}[/{colour}]",
+                    "; ".join(check.reasons),
+                )
+            console.print(drift)
+        live = [item.criterion.id for item in result.criteria if item.live]
+        state = "recorded" if result.recorded else "not recorded"
+        console.print(
+            f"  live criteria: {', '.join(live) or 'none'}; rubric version live: "
+            f"{'yes' if result.live else 'no'} ({state})",
+            highlight=False,
+        )
+
+
+@calibrate_app.command("sample")
+def calibrate_sample(
+    ctx: typer.Context,
+    size: Annotated[
+        int | None, typer.Option("--size", min=1, help="Calls to draw; default from settings.")
+    ] = None,
+    judge: Annotated[str | None, typer.Option("--judge", help="Judge name or prefix.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="CSV to write.")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option("--since", formats=["%Y-%m-%d"], help="Calls from this day (UTC)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Repeatable draw.")] = None,
+) -> None:
+    """Draw scored calls since go-live for a periodic human re-check of the judge."""
+    from evaluators.calibration import CalibrationError, draw_sample
+
+    context = ctx_of(ctx)
+    settings = context.settings.calibration
+    today = datetime.now(UTC)
+    path = out or context.settings.data_dir / f"{settings.sample_prefix}-{today:%Y-%m-%d}.csv"
+    try:
+        report = draw_sample(
+            context.engine,
+            context.rubrics(),
+            size=size or settings.drift_sample_size,
+            out=path,
+            judge=judge,
+            settings=settings,
+            seed=seed,
+            since=since.replace(tzinfo=UTC) if since else None,
+            now=today,
+        )
+    except CalibrationError as exc:
+        fail(str(exc))
+    console.print(
+        f"drew {report.calls} of {report.available} calls ({report.rows} rows) into "
+        f"{report.path}; fill in rater and level, then run:\n"
+        f"  coachloop calibrate import {report.path} --set {report.set_name}",
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ def _find_pending(
     ]
 
 
-def _ensure_rubric_versions(engine: Engine, rubrics: Iterable[Rubric]) -> None:
+def ensure_rubric_versions(engine: Engine, rubrics: Iterable[Rubric]) -> None:
     """Store each rubric's content under its version, once, so old scores stay readable."""
     for rubric in rubrics:
         with Session(engine) as session:
@@ -445,7 +445,7 @@ async def score_pending(
     report = ScoringReport(judge=name)
     versions = _versions_by_role(rubrics)
     by_version = {rubric.version: rubric for rubric in rubrics.rubrics}
-    await asyncio.to_thread(_ensure_rubric_versions, engine, rubrics.rubrics)
+    await asyncio.to_thread(ensure_rubric_versions, engine, rubrics.rubrics)
     pending = await asyncio.to_thread(
         _find_pending,
         engine,

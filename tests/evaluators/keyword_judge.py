@@ -104,6 +104,14 @@ GOOD_CALL = [
         "Does that sort out what you called about today?",
     ),
 ]
+# Level 2 on every criterion: one security detail, a generic apology, a check, a next step.
+FAIR_CALL = [
+    ("customer", "Hi, my router isn't working since yesterday."),
+    ("agent", "I'm sorry about that. Can I take the postcode on the account?"),
+    ("customer", "HB1 2CD."),
+    ("agent", "I'm running a line test now."),
+    ("agent", "An engineer will be in touch. Is there anything else?"),
+]
 # No concern raised (acknowledge_concern is N/A), no verification, no next step: levels 1.
 POOR_CALL = [
     ("customer", "Hi, I want to check my plan."),
@@ -156,8 +164,8 @@ def seed_org(engine: Engine, calls: Sequence[tuple[str, str, datetime, str]]) ->
     """Teams north and south, reps by role, and calls given as (id, rep, start, kind).
 
     Reps: `ana` and `ben` (support, north), `cy` (support, south), `dee` (no role, south),
-    `eve` (role `billing`, which has no rubric, south). Kinds: `good`, `poor`, `inaudible`,
-    `empty`.
+    `eve` (role `billing`, which has no rubric, south). Kinds: `good` (levels 3), `fair`
+    (levels 2), `poor` (levels 1, acknowledge_concern N/A), `inaudible`, `empty`.
     """
     with Session(engine) as session:
         teams = {}
@@ -188,6 +196,7 @@ def seed_org(engine: Engine, calls: Sequence[tuple[str, str, datetime, str]]) ->
         for external_id, rep, started_at, kind in calls:
             lines = {
                 "good": GOOD_CALL,
+                "fair": FAIR_CALL,
                 "poor": POOR_CALL,
                 "inaudible": [("agent", f"Hello {UNREADABLE}")],
                 "empty": [],
