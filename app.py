@@ -337,7 +337,7 @@ def score(
 
     from evaluators.base import EvaluatorError
     from evaluators.judges import make_judge
-    from evaluators.scoring import score_pending
+    from evaluators.scoring import ScoringReport, score_pending
 
     context = ctx_of(ctx)
     rubrics = context.rubrics()
@@ -353,9 +353,9 @@ def score(
         def on_progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        try:
-            report = asyncio.run(
-                score_pending(
+        async def run() -> ScoringReport:
+            try:
+                return await score_pending(
                     engine,
                     scorer,
                     rubrics,
@@ -364,7 +364,13 @@ def score(
                     limit=limit,
                     retry_unscored=retry_unscored,
                 )
-            )
+            finally:
+                close = getattr(scorer, "aclose", None)
+                if close is not None:
+                    await close()
+
+        try:
+            report = asyncio.run(run())
         except Exception as exc:
             logger.exception("scoring stopped", extra={"judge": scorer.name})
             fail(

@@ -34,10 +34,14 @@ class KeywordJudge:
     """Leave this criterion out of every verdict, as a broken judge would."""
     before_batch: Callable[[int], Awaitable[None]] | None = None
     batches: list[list[int | None]] = field(default_factory=list)
+    closed: bool = False
 
     @property
     def name(self) -> str:
         return self.judge_name
+
+    async def aclose(self) -> None:
+        self.closed = True
 
     def _check(self, check: Check, transcript: Transcript) -> CheckResult:
         for turn in transcript.turns:

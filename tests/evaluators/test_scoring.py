@@ -280,11 +280,12 @@ def test_cli_scores_and_reports_coverage(
     sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_org(sqlite_engine, GOOD_SEVEN)
-    made: list[str] = []
+    made: list[KeywordJudge] = []
 
     def make_keyword_judge(kind, settings, models_dir):
-        made.append(kind)
-        return KeywordJudge()
+        assert kind == "offline"
+        made.append(KeywordJudge())
+        return made[-1]
 
     monkeypatch.setattr(evaluators.judges, "make_judge", make_keyword_judge)
     url = str(sqlite_engine.url)
@@ -297,7 +298,7 @@ def test_cli_scores_and_reports_coverage(
     bad_team = runner.invoke(app, ["--database-url", url, "coverage", "--team", "west"])
 
     assert scored.exit_code == 0, scored.output
-    assert made == ["offline"]
+    assert len(made) == 1 and made[0].closed
     assert "scored 7" in scored.output
     assert covered.exit_code == 0, covered.output
     assert "north" in covered.output and "100%" in covered.output
@@ -305,3 +306,15 @@ def test_cli_scores_and_reports_coverage(
     assert "No team `west`" in bad_team.output
     with Session(sqlite_engine) as session:
         assert session.exec(select(func.count(col(Evaluation.id)))).one() == 7
+
+
+def test_judge_factory_explains_what_is_missing(tmp_path: Path) -> None:
+    from config.settings import Settings
+    from evaluators.judges import JudgeUnavailableError, _module, make_judge
+
+    with pytest.raises(JudgeUnavailableError, match="No judge kind `gpt`; choose one of"):
+        make_judge("gpt", Settings(), tmp_path)
+    with pytest.raises(JudgeUnavailableError, match="COACHLOOP_LLM__BASE_URL"):
+        make_judge("llm", Settings(), tmp_path)
+    with pytest.raises(JudgeUnavailableError, match="no module `evaluators.nowhere`"):
+        _module("evaluators.nowhere", "offline")
