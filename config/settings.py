@@ -42,9 +42,27 @@ class LlmSettings(BaseModel):
 
 class VoiceSettings(BaseModel):
     whisper_model: str = "base"
+    """`base`, `tiny.en`, or a folder holding any CTranslate2 Whisper model."""
     whisper_compute_type: str = "int8"
+    whisper_cpu_threads: int = Field(default=2, ge=1)
+    whisper_beam_size: int = Field(default=1, ge=1)
+    """1 decodes greedily (fastest, for live practice); 5 is Whisper's own default."""
+    whisper_language: str | None = "en"
+    """Language spoken; unset means detect it per recording (multilingual models only)."""
+    model_cache_dir: Path | None = None
+    """Where prepared speech models are kept; unset means `models/` under the data dir."""
     piper_voice: str = "en_US-joe-medium"
+    """`en_US-joe-medium`, or the path of a Piper `.onnx` voice with its `.onnx.json` beside it."""
+    tts_threads: int = Field(default=2, ge=1)
+    tts_speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    """Speaking rate; personas may set their own."""
+    tts_variation: float = Field(default=1.0, ge=0.0, le=2.0)
+    """How much pitch and timing vary (0 is flat); personas may set their own."""
     sample_rate_hz: int = 16_000
+    recording_agent_channel: Literal["left", "right", "none"] = "left"
+    """Channel of a stereo call recording that holds the rep; `none` transcribes it mixed."""
+    recording_mono_speakers: Literal["other", "alternate"] = "other"
+    """Speakers of a mono recording: all `other`, or alternating agent and customer per pause."""
 
 
 class IngestSettings(BaseModel):
