@@ -77,20 +77,20 @@ def parse_clock(value: str) -> float:
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds.replace(",", "."))
 
 
-def parse_seconds(value: Any, scale: float = 1.0) -> float | None:
-    """A time offset: a number (times `scale`), a numeric string, or a clock string."""
+def parse_seconds(value: Any, per_second: float = 1.0) -> float | None:
+    """A time offset: a number (in 1/`per_second` s), a numeric string, or a clock string."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int | float):
-        return float(value) * scale
+        return float(value) / per_second
     if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
         try:
-            return float(text) * scale
+            return float(text) / per_second
         except ValueError:
             return parse_clock(text)
     raise ValueError(value)

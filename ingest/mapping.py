@@ -98,8 +98,8 @@ class ExportMapping(BaseModel):
     unknown_speaker: Literal["reject", "other"] = "reject"
 
     @property
-    def time_scale(self) -> float:
-        return 0.001 if self.time_unit == "ms" else 1.0
+    def units_per_second(self) -> float:
+        return 1000.0 if self.time_unit == "ms" else 1.0
 
 
 def load_mapping(path: Path) -> ExportMapping:

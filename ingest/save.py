@@ -190,7 +190,7 @@ def save_chunk(
     if rows:
         # content hashes are unique, so they map returned ids back without ordering rows
         statement = insert(_INTERACTION).returning(_INTERACTION.c.content_hash, _INTERACTION.c.id)
-        id_by_hash = dict(conn.execute(statement, rows).tuples().all())
+        id_by_hash: dict[str, int] = dict(conn.execute(statement, rows).all())
         ids = [id_by_hash[hashes[i]] for i in inserted]
         turn_rows: list[tuple[int, int, str, float | None, float | None, str]] = []
         for i, interaction_id in zip(inserted, ids, strict=True):
@@ -253,7 +253,7 @@ def _lookup_existing(
     query = select(_INTERACTION.c.content_hash, _INTERACTION.c.id).where(
         _INTERACTION.c.content_hash.in_(wanted)
     )
-    by_hash = dict(conn.execute(query).tuples().all())
+    by_hash = dict(conn.execute(query).all())
     ids_by_source: dict[str, set[str]] = defaultdict(set)
     for i in pending:
         ids_by_source[calls[i].source].add(calls[i].external_id)
@@ -262,7 +262,7 @@ def _lookup_existing(
         query = select(_INTERACTION.c.external_id, _INTERACTION.c.id).where(
             _INTERACTION.c.source == source, _INTERACTION.c.external_id.in_(external_ids)
         )
-        for external_id, id_ in conn.execute(query).tuples():
+        for external_id, id_ in conn.execute(query):
             by_key[(source, external_id)] = id_
     return by_hash, by_key
 
@@ -298,7 +298,7 @@ class _People:
                     self._reps_by_email[email.lower()] = (id_, team_id)
         if slugs:
             teams = select(_TEAM.c.slug, _TEAM.c.id).where(_TEAM.c.slug.in_(slugs))
-            for slug, team_id in self._conn.execute(teams).tuples():
+            for slug, team_id in self._conn.execute(teams):
                 self._teams[slug] = team_id
 
     def _team(self, slug: str) -> int:

@@ -47,16 +47,6 @@ def native_call(obj: Any, ctx: FileContext, *, where: str, whole_file: bool) -> 
         raise InputError(
             _join(where, f"expected a call object, found {type(obj).__name__}"), kind="parse"
         )
-    unknown = obj.keys() - _CALL_FIELD_SET
-    if unknown:
-        raise InputError(
-            _join(
-                where,
-                f"unknown field `{sorted(unknown)[0]}`; a call has {', '.join(CALL_FIELDS)} "
-                "(put anything else under `meta`)",
-            ),
-            kind="bad_field",
-        )
     ident = obj.get("external_id")
     call_where = _join(where, f"call `{ident}`" if ident is not None else "")
     raw_turns = obj.get("turns", _MISSING)
@@ -68,6 +58,16 @@ def native_call(obj: Any, ctx: FileContext, *, where: str, whole_file: bool) -> 
                 "describe it in a mapping file and pass --mapping FILE)",
             ),
             kind="missing_field",
+        )
+    unknown = obj.keys() - _CALL_FIELD_SET
+    if unknown:
+        raise InputError(
+            _join(
+                where,
+                f"unknown field `{sorted(unknown)[0]}`; a call has {', '.join(CALL_FIELDS)} "
+                "(put anything else under `meta`)",
+            ),
+            kind="bad_field",
         )
     if not isinstance(raw_turns, list):
         raise InputError(_join(call_where, "`turns` must be a list"), kind="bad_field")
@@ -320,7 +320,7 @@ def export_call(call: Any, ctx: FileContext, *, where: str, whole_file: bool) ->
             ),
             kind="missing_field",
         )
-    scale = mapping.time_scale
+    per_second = mapping.units_per_second
     turns: list[ParsedTurn] = []
     for n, utterance in enumerate(utterances, 1):
         turn_where = _join(where, f"utterance {n}")
@@ -338,8 +338,8 @@ def export_call(call: Any, ctx: FileContext, *, where: str, whole_file: bool) ->
         raw_start = get_path(utterance, fields.start) if fields.start else None
         raw_end = get_path(utterance, fields.end) if fields.end else None
         try:
-            start = parse_seconds(raw_start, scale)
-            end = parse_seconds(raw_end, scale)
+            start = parse_seconds(raw_start, per_second)
+            end = parse_seconds(raw_end, per_second)
         except ValueError:
             raise InputError(
                 f"{turn_where}: times `{raw_start}` / `{raw_end}` are not numbers", kind="bad_turn"
@@ -356,7 +356,7 @@ def export_call(call: Any, ctx: FileContext, *, where: str, whole_file: bool) ->
 
     raw_duration = field(fields.duration)
     try:
-        duration = parse_seconds(raw_duration, scale)
+        duration = parse_seconds(raw_duration, per_second)
     except ValueError:
         raise InputError(
             _join(where, f"`{fields.duration}` value `{raw_duration}` is not a number"),

@@ -38,9 +38,9 @@ def _delimiter(header_line: str, tab: bool) -> str:
     return best if counts[best] else ","
 
 
-def _duration(raw: str, scale: float, where: str) -> float | None:
+def _duration(raw: str, per_second: float, where: str) -> float | None:
     try:
-        return parse_seconds(raw, scale)
+        return parse_seconds(raw, per_second)
     except ValueError:
         raise InputError(f"{where}: duration `{raw}` is not a number", kind="bad_field") from None
 
@@ -48,7 +48,7 @@ def _duration(raw: str, scale: float, where: str) -> float | None:
 def parse_csv(text: str, ctx: FileContext, *, tab: bool = False) -> Iterator[Item]:
     mapping = ctx.mapping if ctx.mapping is not None and ctx.mapping.format == "csv" else None
     names = mapping.fields if mapping else FieldNames()
-    scale = mapping.time_scale if mapping else 1.0
+    per_second = mapping.units_per_second if mapping else 1.0
     source = mapping.name if mapping else "csv"
     defaults = ctx.mapping.defaults if ctx.mapping else None
 
@@ -131,12 +131,14 @@ def parse_csv(text: str, ctx: FileContext, *, tab: bool = False) -> Iterator[Ite
                     if col is not None and key not in call.facts and row[col].strip():
                         call.facts[key] = row[col].strip()
                         if key == "duration_s":
-                            call.facts[key] = _duration(row[col], scale, where)
+                            call.facts[key] = _duration(row[col], per_second, where)
                 label = row[speaker_col]
                 speaker = ctx.speaker(label, where)
                 try:
-                    start = parse_seconds(row[start_col], scale) if start_col is not None else None
-                    end = parse_seconds(row[end_col], scale) if end_col is not None else None
+                    start = (
+                        parse_seconds(row[start_col], per_second) if start_col is not None else None
+                    )
+                    end = parse_seconds(row[end_col], per_second) if end_col is not None else None
                 except ValueError:
                     raise InputError(
                         f"{where}: start/end `{row[start_col] if start_col is not None else ''}`"
