@@ -305,17 +305,24 @@ def _alpha(value_counts: FloatArray) -> float:
     return float(result)
 
 
+def _fleiss_many(value_counts: FloatArray, index: IntArray) -> FloatArray:
+    """Fleiss' kappa for each row of `index` (calls resampled); every call has m ratings."""
+    sampled = value_counts[index]  # (resamples, calls, levels)
+    m = value_counts[0].sum()
+    agreement = ((sampled**2).sum(axis=2) - m) / (m * (m - 1))
+    shares = sampled.sum(axis=1) / np.maximum(sampled.sum(axis=(1, 2)), 1)[:, None]
+    chance = (shares**2).sum(axis=1)
+    defined = chance < 1 - 1e-12
+    kappa = (agreement.mean(axis=1) - chance) / np.where(defined, 1 - chance, 1.0)
+    return np.where(defined, kappa, np.nan)
+
+
 def _fleiss(value_counts: FloatArray) -> float:
     """Fleiss' kappa; the rows must all have the same number of ratings (two or more)."""
     if len(value_counts) == 0:
         return float("nan")
-    m = value_counts[0].sum()
-    agreement = ((value_counts**2).sum(axis=1) - m) / (m * (m - 1))
-    shares = value_counts.sum(axis=0) / value_counts.sum()
-    chance = float((shares**2).sum())
-    if chance >= 1 - 1e-12:
-        return float("nan")
-    return (float(agreement.mean()) - chance) / (1 - chance)
+    whole = np.arange(len(value_counts), dtype=np.int64)[None, :]
+    return float(_fleiss_many(value_counts, whole)[0])
 
 
 def _bootstrapped(
@@ -323,6 +330,7 @@ def _bootstrapped(
     rows: FloatArray,
     options: BootstrapOptions,
     undefined: str,
+    many: Callable[[FloatArray, IntArray], FloatArray] | None = None,
 ) -> Estimate:
     if len(rows) == 0:
         return Estimate(None, reason=undefined)
@@ -330,7 +338,10 @@ def _bootstrapped(
     if value is None:
         return Estimate(None, reason=undefined)
     index = _resample_index(len(rows), options)
-    samples = np.array([statistic(rows[i]) for i in index], dtype=float)
+    if many is not None:
+        samples = many(rows, index)
+    else:
+        samples = np.array([statistic(rows[i]) for i in index], dtype=float)
     low, high, note = _interval(samples, value, options)
     return Estimate(value, low, high, note)
 
@@ -369,6 +380,7 @@ def fleiss_kappa(
         counts,
         bootstrap or BootstrapOptions(),
         f"Fleiss' kappa {_single_level_reason(complete)}",
+        many=_fleiss_many,
     )
 
 

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, and_, case, delete, literal, or_, select as sql_select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -36,7 +36,16 @@ from evaluators.base import (
     Unscored,
     Verdict,
 )
-from store.models import Evaluation, Interaction, Person, RubricVersion, Score, Team, Turn
+from store.models import (
+    Evaluation,
+    Interaction,
+    Person,
+    RubricVersion,
+    Score,
+    Team,
+    Turn,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,22 +206,21 @@ def ensure_rubric_versions(engine: Engine, rubrics: Iterable[Rubric]) -> None:
 def _load_transcripts(engine: Engine, batch: Sequence[_Pending]) -> dict[int, list[TurnView]]:
     ids = [item.interaction_id for item in batch]
     turns: dict[int, list[TurnView]] = {iid: [] for iid in ids}
-    with Session(engine) as session:
-        rows = session.exec(
-            select(Turn)
-            .where(col(Turn.interaction_id).in_(ids))
-            .order_by(col(Turn.interaction_id), col(Turn.idx))
-        ).all()
-    for turn in rows:
-        turns[turn.interaction_id].append(
-            TurnView(
-                idx=turn.idx,
-                speaker=str(turn.speaker),
-                text=turn.text,
-                start_s=turn.start_s,
-                end_s=turn.end_s,
-            )
+    query = (
+        sql_select(
+            col(Turn.interaction_id),
+            col(Turn.idx),
+            col(Turn.speaker),
+            col(Turn.text),
+            col(Turn.start_s),
+            col(Turn.end_s),
         )
+        .where(col(Turn.interaction_id).in_(ids))
+        .order_by(col(Turn.interaction_id), col(Turn.idx))
+    )
+    with engine.connect() as connection:
+        for iid, idx, speaker, text, start_s, end_s in connection.execute(query):
+            turns[iid].append(TurnView(idx, str(speaker), text, start_s, end_s))
     return turns
 
 
@@ -292,56 +300,76 @@ async def _judge_batch(
 # -- writing --------------------------------------------------------------------------------
 
 
-def _add_outcome(session: Session, outcome: _Outcome, rubric: Rubric, judge_name: str) -> None:
-    item = outcome.item
-    if item.replaces is not None:
-        session.exec(
+def _insert_batch(
+    connection: Connection, outcomes: Sequence[_Outcome], rubric: Rubric, judge_name: str
+) -> None:
+    """Evaluations and scores of a batch as two multi-row inserts (no per-row round trips)."""
+    now = utcnow()
+    replaced = [o.item.replaces for o in outcomes if o.item.replaces is not None]
+    if replaced:
+        connection.execute(
             delete(Evaluation).where(
-                col(Evaluation.id) == item.replaces, col(Evaluation.status) == "unscored"
+                col(Evaluation.id).in_(replaced), col(Evaluation.status) == "unscored"
             )
         )
-    if outcome.verdict is None:
-        session.add(
-            Evaluation(
-                interaction_id=item.interaction_id,
-                rubric_version=item.version,
-                judge=judge_name,
-                status="unscored",
-                reason=outcome.reason,
-            )
-        )
-        return
+    evaluations: list[dict[str, Any]] = []
+    kept: list[list[CriterionVerdict]] = []
+    for outcome in outcomes:
+        item, verdict = outcome.item, outcome.verdict
+        row: dict[str, Any] = {
+            "interaction_id": item.interaction_id,
+            "rubric_version": item.version,
+            "judge": judge_name,
+            "status": "unscored",
+            "reason": outcome.reason,
+            "weighted_total": None,
+            "flagged": False,
+            "compliance_failed": False,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "created_at": now,
+        }
+        criteria = [] if verdict is None else _kept_criteria(verdict, rubric, item.role)
+        if verdict is not None:
+            levels = {c.criterion_id: c.level for c in criteria}
+            row |= {
+                "status": "scored",
+                "reason": None,
+                "weighted_total": rubric.weighted_total(levels),
+                "flagged": any(
+                    lvl is not None and lvl < rubric.flag_below for lvl in levels.values()
+                ),
+                "compliance_failed": rubric.fails_compliance(levels),
+                "prompt_tokens": verdict.prompt_tokens,
+                "completion_tokens": verdict.completion_tokens,
+            }
+        evaluations.append(row)
+        kept.append(criteria)
 
-    verdict = outcome.verdict
-    criteria = _kept_criteria(verdict, rubric, item.role)
-    levels = {c.criterion_id: c.level for c in criteria}
-    evaluation = Evaluation(
-        interaction_id=item.interaction_id,
-        rubric_version=item.version,
-        judge=judge_name,
-        status="scored",
-        weighted_total=rubric.weighted_total(levels),
-        flagged=any(lvl is not None and lvl < rubric.flag_below for lvl in levels.values()),
-        compliance_failed=rubric.fails_compliance(levels),
-        prompt_tokens=verdict.prompt_tokens,
-        completion_tokens=verdict.completion_tokens,
-    )
-    session.add(evaluation)
-    session.flush()
-    assert evaluation.id is not None
-    for criterion in criteria:
-        session.add(
-            Score(
-                evaluation_id=evaluation.id,
-                interaction_id=item.interaction_id,
-                rep_id=item.rep_id,
-                criterion_id=criterion.criterion_id,
-                level=criterion.level,
-                confidence=criterion.confidence,
-                checks=[check.as_dict() for check in criterion.checks],
-                scored_at=item.started_at,
-            )
+    table = Evaluation.__table__  # type: ignore[attr-defined]
+    ids = (
+        connection.execute(
+            table.insert().returning(table.c.id, sort_by_parameter_order=True), evaluations
         )
+        .scalars()
+        .all()
+    )
+    scores = [
+        {
+            "evaluation_id": evaluation_id,
+            "interaction_id": outcome.item.interaction_id,
+            "rep_id": outcome.item.rep_id,
+            "criterion_id": criterion.criterion_id,
+            "level": criterion.level,
+            "confidence": criterion.confidence,
+            "checks": [check.as_dict() for check in criterion.checks],
+            "scored_at": outcome.item.started_at,
+        }
+        for evaluation_id, outcome, criteria in zip(ids, outcomes, kept, strict=True)
+        for criterion in criteria
+    ]
+    if scores:
+        connection.execute(Score.__table__.insert(), scores)  # type: ignore[attr-defined]
 
 
 def _already_evaluated(engine: Engine, outcomes: Sequence[_Outcome], judge_name: str) -> set[int]:
@@ -369,10 +397,8 @@ def _write_batch(
     taken = 0
     while remaining:
         try:
-            with Session(engine) as session:
-                for outcome in remaining:
-                    _add_outcome(session, outcome, rubric, judge_name)
-                session.commit()
+            with engine.begin() as connection:
+                _insert_batch(connection, remaining, rubric, judge_name)
             return remaining, taken
         except IntegrityError:
             done = _already_evaluated(engine, remaining, judge_name)
