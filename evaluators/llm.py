@@ -33,8 +33,8 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import time
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,45 +100,51 @@ def is_local_url(base_url: str | None) -> bool:
 
 
 class RequestRateLimiter:
-    """At most `limit` request starts in any `window_s`, however many callers share it.
+    """At most `limit` requests reach the endpoint in any `window_s`, however many callers share it.
 
-    A sliding log of start times. A slot frees `margin_s` after it leaves the window, so
-    network jitter cannot land `limit + 1` requests in one window on the provider's side.
+    A request holds its slot from the moment it may start until `window_s` after it ended
+    (reply, error or timeout). The endpoint counts arrivals, which fall between those two
+    moments, so no window on its side can see more than `limit` requests, whatever the delay
+    between our start and its arrival. The price is one request latency per slot and window.
     """
 
     def __init__(
-        self,
-        limit: int,
-        window_s: float = 60.0,
-        *,
-        margin_s: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        self, limit: int, window_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if limit < 1 or window_s <= 0:
             raise ValueError("the rate limit needs limit >= 1 and a positive window")
         self.limit = limit
         self.window_s = window_s
-        self.margin_s = max(0.05, window_s * 0.01) if margin_s is None else margin_s
         self._clock = clock
-        self._starts: deque[float] = deque()
+        self._in_flight = 0
+        self._ended: deque[float] = deque()
         self._resume_at = 0.0
         self._lock = asyncio.Lock()
+        self._released = asyncio.Event()
 
     async def acquire(self) -> None:
-        """Wait until one more request may start, and count it."""
+        """Wait until one more request may start, and count it; pair with `release`."""
         async with self._lock:  # FIFO: waiters are served in arrival order
             while True:
                 now = self._clock()
-                span = self.window_s + self.margin_s
-                while self._starts and self._starts[0] + span <= now:
-                    self._starts.popleft()
-                wait = self._resume_at - now
-                if len(self._starts) >= self.limit:
-                    wait = max(wait, self._starts[0] + span - now)
-                if wait <= 0:
-                    self._starts.append(now)
+                while self._ended and self._ended[0] + self.window_s <= now:
+                    self._ended.popleft()
+                if now < self._resume_at:
+                    await asyncio.sleep(self._resume_at - now)
+                elif self._in_flight + len(self._ended) < self.limit:
+                    self._in_flight += 1
                     return
-                await asyncio.sleep(wait)
+                elif self._ended:
+                    await asyncio.sleep(self._ended[0] + self.window_s - now)
+                else:  # every slot is held by a request still in flight
+                    self._released.clear()
+                    await self._released.wait()
+
+    def release(self) -> None:
+        """The request that `acquire` admitted has ended; its slot frees one window later."""
+        self._in_flight -= 1
+        self._ended.append(self._clock())
+        self._released.set()
 
     def hold_off(self, seconds: float) -> None:
         """Start nothing for `seconds` (the endpoint said it is overloaded)."""
@@ -267,10 +273,15 @@ def system_prompt(rubric: Rubric, criteria: Sequence[Criterion]) -> str:
 
 
 def transcript_payload(turns: Sequence[TurnView]) -> str:
-    rows = [
-        {"turn": t.idx, "speaker": t.speaker, "start_s": t.start_s, "text": t.text} for t in turns
-    ]
-    return json.dumps(rows, ensure_ascii=False, indent=0)
+    """The turns as a JSON array, one turn per line."""
+    rows = (
+        json.dumps(
+            {"turn": t.idx, "speaker": t.speaker, "start_s": t.start_s, "text": t.text},
+            ensure_ascii=False,
+        )
+        for t in turns
+    )
+    return "[\n" + ",\n".join(rows) + "\n]"
 
 
 def data_block_markers(payload: str) -> tuple[str, str]:
@@ -304,43 +315,31 @@ def user_prompt(turns: Sequence[TurnView]) -> str:
 
 # -- checking a reply ------------------------------------------------------------------------
 
-_TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
-
-
-def _normalised(text: str) -> tuple[str, list[int]]:
-    """Case-folded, whitespace-collapsed text, with each character's index in the original."""
-    chars: list[str] = []
-    origin: list[int] = []
-    for index, raw in enumerate(text):
-        for ch in unicodedata.normalize("NFKC", raw).casefold().translate(_TYPOGRAPHIC):
-            if ch.isspace():
-                if not chars or chars[-1] == " ":
-                    continue
-                ch = " "
-            chars.append(ch)
-            origin.append(index)
-    if chars and chars[-1] == " ":
-        chars.pop()
-        origin.pop()
-    return "".join(chars), origin
+_EQUIVALENT_CHARS = {
+    **dict.fromkeys("'‘’", "['‘’]"),
+    **dict.fromkeys('"“”', '["“”]'),
+    **dict.fromkeys("-–—", "[-–—]"),
+}
 
 
 def find_quote(text: str, quote: str) -> str | None:
-    """The span of `text` that `quote` reproduces, ignoring case and spacing; None if absent."""
-    needle, _ = _normalised(quote)
-    if not any(ch.isalnum() for ch in needle):
+    """The span of `text` that `quote` reproduces, ignoring case and spacing; None if absent.
+
+    Straight and typographic apostrophes, quotation marks and dashes count as the same.
+    """
+    if not any(ch.isalnum() for ch in quote):
         return None
-    haystack, origin = _normalised(text)
-    at = haystack.find(needle)
-    if at < 0:
-        return None
-    return text[origin[at] : origin[at + len(needle) - 1] + 1]
+    words = [
+        "".join(_EQUIVALENT_CHARS.get(ch) or re.escape(ch) for ch in word) for word in quote.split()
+    ]
+    match = re.search(r"\s+".join(words), text, re.IGNORECASE)
+    return match.group() if match else None
 
 
 def _schema_problems(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "the reply"
+        where = ".".join(str(part)[:40] for part in error["loc"]) or "the reply"
         problems.append(f"{where}: {error['msg']}")
     return problems
 
@@ -384,7 +383,7 @@ def judge_reply(
     if missing:
         problems.append(f"criteria missing: {', '.join(missing)}")
     if unknown:
-        problems.append(f"unknown criteria: {', '.join(unknown)}")
+        problems.append(f"unknown criteria: {_listed(unknown)}")
 
     by_turn = {t.idx: t for t in turns}
     verdicts: list[CriterionVerdict] = []
@@ -399,7 +398,7 @@ def judge_reply(
         if missing_checks:
             problems.append(f"`{criterion.id}`: checks missing: {', '.join(missing_checks)}")
         if unknown_checks:
-            problems.append(f"`{criterion.id}`: unknown checks: {', '.join(unknown_checks)}")
+            problems.append(f"`{criterion.id}`: unknown checks: {_listed(unknown_checks)}")
 
         results: list[CheckResult] = []
         for check in checks:
@@ -456,6 +455,13 @@ def judge_reply(
     if problems:
         raise _InvalidReply(problems)
     return verdicts
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    """Names the model made up, shortened: they are model output, not trusted text."""
+    shown = [name if len(name) <= 40 else name[:37] + "..." for name in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 def _summary(problems: Sequence[str]) -> str:
@@ -518,7 +524,6 @@ class LlmJudge:
         settings: Endpoint, model, limits and redaction (`LlmSettings`).
         client: A ready client, for callers that manage one; built from `settings` if None.
         rate_window_s: Window of the requests-per-minute limit (60 s; shorter only to test).
-        rate_margin_s: Extra time before a request leaves the window (default 1% of it).
         backoff_base_s: First backoff delay; doubled per retry, with jitter.
         backoff_max_s: Upper bound of one backoff delay.
         max_retry_after_s: Longest `Retry-After` honoured; a longer one gives up at once.
@@ -533,7 +538,6 @@ class LlmJudge:
         *,
         client: openai.AsyncOpenAI | None = None,
         rate_window_s: float = 60.0,
-        rate_margin_s: float | None = None,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
         max_retry_after_s: float = 120.0,
@@ -561,9 +565,7 @@ class LlmJudge:
             )
         self._client = client
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
-        self._limiter = RequestRateLimiter(
-            settings.requests_per_minute, rate_window_s, margin_s=rate_margin_s
-        )
+        self._limiter = RequestRateLimiter(settings.requests_per_minute, rate_window_s)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._max_retry_after_s = max_retry_after_s
@@ -572,6 +574,7 @@ class LlmJudge:
         )
         self._temperature = temperature
         self._random = random.Random()
+        self._rubric_parts: dict[tuple[int, str | None], tuple[Rubric, str, dict[str, Any]]] = {}
 
     @property
     def name(self) -> str:
@@ -670,13 +673,16 @@ class LlmJudge:
             )
         return sent
 
-    def build_messages(
-        self, rubric: Rubric, criteria: Sequence[Criterion], turns: Sequence[TurnView]
-    ) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": system_prompt(rubric, criteria)},
-            {"role": "user", "content": user_prompt(turns)},
-        ]
+    def rubric_parts(self, rubric: Rubric, role: str | None) -> tuple[str, dict[str, Any]]:
+        """System prompt and response schema for a rubric and role, built once and reused."""
+        key = (id(rubric), role)
+        cached = self._rubric_parts.get(key)
+        if cached is not None and cached[0] is rubric:
+            return cached[1], cached[2]
+        criteria = rubric.criteria_for(role)
+        prompt, schema = system_prompt(rubric, criteria), response_schema(criteria)
+        self._rubric_parts[key] = (rubric, prompt, schema)
+        return prompt, schema
 
     async def _evaluate(self, transcript: Transcript, rubric: Rubric, spent: RunUsage) -> Verdict:
         try:
@@ -702,8 +708,11 @@ class LlmJudge:
             raise Unscored("the transcript repeats turn numbers; re-import it")
 
         turns = self.prepare_turns(transcript)
-        base_messages = self.build_messages(rubric, criteria, turns)
-        schema = response_schema(criteria)
+        system, schema = self.rubric_parts(rubric, transcript.role)
+        base_messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user_prompt(turns)},
+        ]
         messages = base_messages
         attempts = self._max_invalid + 1
         problems: list[str] = []
@@ -760,7 +769,10 @@ class LlmJudge:
             async with self._semaphore:
                 await self._limiter.acquire()
                 spent.requests += 1
-                outcome = await self._send(request)
+                try:
+                    outcome = await self._send(request)
+                finally:
+                    self._limiter.release()
             if not isinstance(outcome, _Transient):
                 usage = getattr(outcome, "usage", None)
                 spent.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0

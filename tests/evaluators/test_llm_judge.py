@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +18,7 @@ from evaluators.base import Transcript, TurnView, Unscored, Verdict
 from evaluators.llm import (
     LlmConfigError,
     LlmJudge,
+    RequestRateLimiter,
     RunUsage,
     criterion_checks,
     data_block_markers,
@@ -442,13 +445,42 @@ async def test_rate_limit_holds_under_concurrency(server: FakeOpenAIServer) -> N
     settings = settings_for(server, requests_per_minute=4, max_concurrency=8)
 
     # a one-second window stands in for the minute, so the test stays short
-    async with LlmJudge(settings, rate_window_s=1.0, rate_margin_s=0.1) as judge:
+    async with LlmJudge(settings, rate_window_s=1.0) as judge:
         results = await judge.evaluate_many([CALL] * 10, RUBRIC)
 
     assert all(isinstance(r, Verdict) for r in results)
     arrivals = sorted(r.arrived_at for r in server.chat_requests)
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
     assert busiest == 4
+
+
+async def test_rate_limit_holds_with_slow_replies(server: FakeOpenAIServer) -> None:
+    server.handler = lambda body: Reply.json(answer(), delay_s=0.3)
+    settings = settings_for(server, requests_per_minute=3, max_concurrency=8)
+
+    async with LlmJudge(settings, rate_window_s=0.5) as judge:
+        results = await judge.evaluate_many([CALL] * 7, RUBRIC)
+
+    assert all(isinstance(r, Verdict) for r in results)
+    arrivals = sorted(r.arrived_at for r in server.chat_requests)
+    assert max(sum(1 for t in arrivals if start <= t < start + 0.5) for start in arrivals) <= 3
+
+
+async def test_rate_limiter_holds_a_slot_until_a_window_after_the_request_ended() -> None:
+    limiter = RequestRateLimiter(2, window_s=0.2)
+    await limiter.acquire()
+    await limiter.acquire()
+
+    third = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0.4)
+    assert not third.done()  # a window has passed, but both requests are still in flight
+    limiter.release()
+    released = time.monotonic()
+    await third
+
+    assert time.monotonic() - released >= 0.2
+    limiter.release()
+    limiter.release()
 
 
 async def test_token_usage_is_recorded_per_verdict_and_summed_per_run(
