@@ -56,13 +56,14 @@ class HeldBack(_Frozen):
 
 
 class VoiceSpec(_Frozen):
-    """Text-to-speech settings for the voice agent."""
+    """How the persona sounds through text-to-speech (the voice agent's `VoiceStyle`)."""
 
-    piper_voice: str = "en_US-joe-medium"
-    length_scale: float = Field(default=1.0, ge=0.5, le=2.0)
-    """Above 1 speaks slower, below 1 faster."""
-    noise_scale: float = Field(default=0.667, ge=0.0, le=1.5)
-    sentence_silence_s: float = Field(default=0.2, ge=0.0, le=2.0)
+    piper_voice: str | None = None
+    """A Piper voice name or `.onnx` path; unset means the configured voice."""
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    """Speaking rate; 1.2 is 20% faster."""
+    variation: float = Field(default=1.0, ge=0.0, le=2.0)
+    """How much pitch and timing vary; 0 is flat."""
 
 
 class Persona(_Frozen):

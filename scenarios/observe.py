@@ -162,10 +162,12 @@ class _Reference:
     reaction: str | None
     polarity: int
     """-1 poor, 0 neutral, +1 good."""
+    shows: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class _Prepared:
+    check_polarity: dict[str, int]
     refs: list[_Reference]
     vectors: NDArray[np.float32]
     """One row per part: an exemplar is one part, an anchor example one part per sentence."""
@@ -218,9 +220,10 @@ class TurnObserver:
             for side, polarity in (("good", 1), ("poor", -1)):
                 spec = anchor.good if side == "good" else anchor.poor
                 refs.extend(
-                    _Reference(f"{cid}.{side}", ex.text, ex.reaction, polarity)
+                    _Reference(f"{cid}.{side}", ex.text, ex.reaction, polarity, tuple(ex.shows))
                     for ex in spec.examples
                 )
+        check_polarity = {r.signal: r.polarity for r in refs if "." not in r.signal}
         texts: list[str] = []
         owner: list[int] = []
         for k, ref in enumerate(refs):
@@ -230,6 +233,7 @@ class TurnObserver:
             texts.extend(parts)
             owner.extend([k] * len(parts))
         prepared = _Prepared(
+            check_polarity=check_polarity,
             refs=refs,
             vectors=self._encoder.encode(texts, cache=True),
             owner=np.asarray(owner, dtype=np.int64),
@@ -266,26 +270,35 @@ class TurnObserver:
 
         hits: dict[str, SignalHit] = {}
         polarity: dict[str, int] = {}
+        source: dict[str, _Reference] = {}
         for j, ref in enumerate(prepared.refs):
             score = float(ref_score[j])
             threshold = self.anchor_threshold if "." in ref.signal else self.check_threshold
-            if score < threshold:
-                continue
             current = hits.get(ref.signal)
-            if current is None or score > current.similarity:
-                hits[ref.signal] = SignalHit(
-                    signal=ref.signal,
-                    similarity=score,
-                    quote=units[int(row_unit[best_row[j]])],
-                    matched=ref.text,
-                    reaction=ref.reaction,
-                )
-                polarity[ref.signal] = ref.polarity
+            if score < threshold or (current is not None and score <= current.similarity):
+                continue
+            hits[ref.signal] = SignalHit(
+                signal=ref.signal,
+                similarity=score,
+                quote=units[int(row_unit[best_row[j]])],
+                matched=ref.text,
+                reaction=ref.reaction,
+            )
+            polarity[ref.signal] = ref.polarity
+            source[ref.signal] = ref
         # A turn cannot be both the good and the poor anchor of one criterion: keep the closer.
         for cid in scenario.anchors:
             good, poor = hits.get(f"{cid}.good"), hits.get(f"{cid}.poor")
             if good is not None and poor is not None:
                 del hits[f"{cid}.poor" if good.similarity >= poor.similarity else f"{cid}.good"]
+        # checks the matched anchor lines demonstrate, as their authors declared
+        for signal, hit in list(hits.items()):
+            ref = source[signal]
+            for shown in ref.shows:
+                known = hits.get(shown)
+                if known is None or hit.similarity > known.similarity:
+                    hits[shown] = SignalHit(shown, hit.similarity, hit.quote, ref.text)
+                    polarity[shown] = prepared.check_polarity.get(shown, 0)
         good_signals = tuple(sorted(s for s in hits if polarity[s] > 0))
         poor_signals = tuple(sorted(s for s in hits if polarity[s] < 0))
         return Observation(

@@ -43,6 +43,13 @@ class AnchorExample(_Frozen):
     """Something a rep might say, in the company's words."""
     reaction: str | None = None
     """What the persona says back when the rep's turn matches this example."""
+    shows: list[SignalId] = []
+    """Rubric checks this line demonstrates; a rep turn that matches the line shows them too.
+
+    Sentence similarity leans on topic words, so a line about "the engineer booking call"
+    may not come close to a generic exemplar ("talk me through that call"); saying what the
+    line shows keeps the roleplay's observation in step with the author's intent.
+    """
 
 
 class AnchorSide(_Frozen):
@@ -157,6 +164,12 @@ class Scenario(_Frozen):
         for i, stage in enumerate(self.stages):
             used.extend((f"stages.{i}.advance_when", s) for s in stage.advance_when)
         used.extend(("success.all_of", s) for s in self.success.all_of)
+        for cid, anchor in self.anchors.items():
+            for side in ("good", "poor"):
+                spec = anchor.good if side == "good" else anchor.poor
+                for j, example in enumerate(spec.examples):
+                    where = f"anchors.{cid}.{side}.examples.{j}.shows"
+                    used.extend((where, s) for s in example.shows)
         for i, item in enumerate(self.held_back):
             used.extend((f"held_back.{i}.earned_by", s) for s in item.earned_by)
         return used
