@@ -97,6 +97,23 @@ class CalibrationSettings(BaseModel):
     seed: int = 0
 
 
+class PracticeSettings(BaseModel):
+    """Practice sessions: where personas and scenarios live, which persona and judge to use."""
+
+    company_file: Path | None = None
+    """Company profile YAML; unset means the shipped one in `config/data/company.yaml`."""
+    persona_dir: Path | None = None
+    """Folder of persona YAML files; unset means the shipped personas."""
+    scenario_dir: Path | None = None
+    """Folder of scenario YAML files; unset means the shipped scenarios."""
+    checkpoint_url: str = ""
+    """Where sessions are kept between turns: empty means `practice.sqlite` in the data dir;
+    a `postgresql://` URL uses PostgreSQL."""
+    persona_engine: Literal["auto", "scripted", "llm"] = "auto"
+    """`auto` uses the LLM persona when an LLM endpoint is configured, else the scripted one."""
+    judge: Literal["offline", "llm"] = "offline"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACHLOOP_",
@@ -122,6 +139,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = VoiceSettings()
     ingest: IngestSettings = IngestSettings()
     calibration: CalibrationSettings = CalibrationSettings()
+    practice: PracticeSettings = PracticeSettings()
 
     @property
     def resolved_database_url(self) -> str:
