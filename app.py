@@ -687,6 +687,505 @@ def calibrate_sample(
     )
 
 
+# -- coaching -------------------------------------------------------------------------------
+
+outcomes_app = typer.Typer(
+    help="Lagging outcomes (CSAT, resolution, QA) per rep.", no_args_is_help=True
+)
+app.add_typer(outcomes_app, name="outcomes")
+
+
+def _coaching_rules() -> Any:
+    from config.coaching import CoachingConfigError, load_coaching_rules
+
+    try:
+        return load_coaching_rules()
+    except CoachingConfigError as exc:
+        fail(str(exc))
+
+
+def _catalogue() -> Any:
+    import scenarios
+    from coaching.catalogue import load_catalogue
+    from coaching.errors import CatalogueError
+
+    try:
+        return load_catalogue(Path(scenarios.__file__).parent / "data")
+    except CatalogueError as exc:
+        fail(str(exc))
+
+
+def _person_id(engine: Engine, who: str | None) -> int | None:
+    """A person by external id, e-mail or numeric id."""
+    if who is None:
+        return None
+    from sqlmodel import Session, or_, select
+
+    from store.models import Person
+
+    with Session(engine) as session:
+        if who.isdigit() and session.get(Person, int(who)) is not None:
+            return int(who)
+        found = session.exec(
+            select(Person.id).where(or_(Person.external_id == who, Person.email == who))
+        ).first()
+    if found is None:
+        fail(f"No person `{who}`; use an external id, e-mail or id from `coachloop org show`")
+    return found
+
+
+def _names(engine: Engine, ids: set[int]) -> dict[int, str]:
+    from sqlmodel import Session, col, select
+
+    from store.models import Person
+
+    if not ids:
+        return {}
+    with Session(engine) as session:
+        rows = session.exec(select(Person.id, Person.name).where(col(Person.id).in_(ids))).all()
+    return {int(i): name for i, name in rows if i is not None}
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@app.command("coach")
+def coach(
+    ctx: typer.Context,
+    interaction_ids: Annotated[
+        list[int] | None, typer.Argument(help="Interactions to coach; default: every pending one.")
+    ] = None,
+    all_pending: Annotated[
+        bool, typer.Option("--all", help="Every scored interaction not yet coached (the default).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N interactions.")
+    ] = None,
+) -> None:
+    """Run the coaching pipeline: trends, triggers, decisions, practice and messages."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+    from sqlmodel import Session, col, select
+
+    from coaching.graph import RunResult, open_pipeline
+    from coaching.outbox import build_digests
+    from store.models import Assignment, CoachingTrigger, CohortDecision, OutboxMessage, utcnow
+
+    context = ctx_of(ctx)
+    engine = context.engine
+    rules = _coaching_rules()
+    ids = None if all_pending or not interaction_ids else interaction_ids
+    with open_pipeline(
+        engine, context.settings.data_dir, rules=rules, catalogue=_catalogue()
+    ) as pipeline:
+        expired = pipeline.resume_expired_approvals(utcnow())
+        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
+            task = bar.add_task("coaching", total=None)
+
+            def on_progress(done: int, total: int, _result: RunResult) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = pipeline.run(ids, limit=limit, progress=on_progress)
+    digests = build_digests(engine, utcnow(), hour_utc=rules.alerts.digest_hour_utc)
+    console.print(
+        f"coached {report.count('done')}, awaiting approval {report.count('awaiting_approval')}, "
+        f"already coached {report.count('skipped')}, failed {report.count('failed')}; "
+        f"auto-approved {len(expired)} cohort decisions, built {len(digests)} digests",
+        highlight=False,
+    )
+    with Session(engine) as session:
+        triggers = session.exec(
+            select(CoachingTrigger).where(col(CoachingTrigger.id).in_(report.trigger_ids))
+        ).all()
+        assignments = session.exec(
+            select(Assignment).where(col(Assignment.id).in_(report.assignment_ids))
+        ).all()
+        messages = session.exec(
+            select(OutboxMessage).where(col(OutboxMessage.id).in_(report.message_ids + digests))
+        ).all()
+        decisions = session.exec(
+            select(CohortDecision).where(col(CohortDecision.id).in_(report.cohort_decision_ids))
+        ).all()
+    names = _names(
+        engine, {t.rep_id for t in triggers if t.rep_id} | {a.rep_id for a in assignments}
+    )
+    coaching_triggers = [t for t in triggers if t.kind != "session_flag"]
+    flags = len(triggers) - len(coaching_triggers)
+    table = Table(title=f"Triggers ({len(coaching_triggers)}, plus {flags} session flags)")
+    for column in ("id", "kind", "rep / team", "criterion", "status", "why"):
+        table.add_column(column)
+    for t in coaching_triggers:
+        who = names.get(t.rep_id, "") if t.rep_id else f"team {t.team_id}"
+        table.add_row(
+            str(t.id), t.kind, who, t.criterion_id or "", t.status, t.why.get("summary", "")
+        )
+    console.print(table)
+    table = Table(title=f"Assignments ({len(assignments)})")
+    for column in ("id", "rep", "scenario", "criterion", "reason"):
+        table.add_column(column)
+    for a in assignments:
+        table.add_row(str(a.id), names.get(a.rep_id, ""), a.scenario_slug, a.criterion_id, a.reason)
+    console.print(table)
+    if decisions:
+        table = Table(title="Cohort responses awaiting the manager")
+        for column in ("decision", "team", "criterion", "scenario", "status", "auto-approves"):
+            table.add_column(column)
+        for d in decisions:
+            table.add_row(
+                str(d.id),
+                str(d.team_id),
+                d.criterion_id,
+                d.scenario_slug or "-",
+                d.status,
+                d.expires_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        console.print(table)
+    counts: dict[tuple[str, str], int] = {}
+    for m in messages:
+        counts[(m.kind, m.status)] = counts.get((m.kind, m.status), 0) + 1
+    table = Table(title=f"Messages queued ({len(messages)}); read them with `coachloop outbox`")
+    table.add_column("kind")
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for (kind, status), count in sorted(counts.items()):
+        table.add_row(kind, status, str(count))
+    console.print(table)
+    for failure in report.failures[:10]:
+        err_console.print(
+            f"[red]failed[/red] interaction {failure.interaction_id}: {failure.error}"
+        )
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command("outbox")
+def outbox(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="queued, sent, held, failed, ...")
+    ] = None,
+    recipient: Annotated[
+        str | None, typer.Option("--recipient", help="External id, e-mail or id.")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="rep_feedback, manager_alert, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    show: Annotated[int | None, typer.Option("--show", help="Print one message in full.")] = None,
+    breaches: Annotated[
+        bool, typer.Option("--breaches", help="Feedback not delivered within the target.")
+    ] = False,
+) -> None:
+    """The messages for reps and managers, as the Slack bot would deliver them."""
+    from rich.table import Table
+    from sqlmodel import Session
+
+    from coaching.feedback import render_text
+    from coaching.outbox import feedback_breaches, list_messages
+    from store.models import OutboxMessage, utcnow
+
+    engine = ctx_of(ctx).engine
+    if show is not None:
+        with Session(engine) as session:
+            message = session.get(OutboxMessage, show)
+        if message is None:
+            fail(f"No message `{show}` in the outbox")
+        console.print(
+            f"[bold]{message.kind}[/bold] to {_names(engine, {message.recipient_id}).get(message.recipient_id)} "
+            f"({message.status}, {message.attempts} attempts)"
+        )
+        console.print(render_text(message.kind, message.payload), highlight=False)
+        return
+    if breaches:
+        rules = _coaching_rules()
+        found = feedback_breaches(engine, utcnow(), sla_hours=rules.feedback.sla_hours)
+        table = Table(title=f"Feedback past {rules.feedback.sla_hours:g} hours ({len(found)})")
+        for column in ("message", "rep", "interaction", "at", "status", "hours"):
+            table.add_column(column)
+        names = _names(engine, {b.recipient_id for b in found[:limit]})
+        for b in found[:limit]:
+            table.add_row(
+                str(b.message_id),
+                names.get(b.recipient_id, ""),
+                str(b.interaction_id),
+                b.interaction_started_at.strftime("%Y-%m-%d %H:%M"),
+                b.status,
+                f"{b.hours:.1f}",
+            )
+        console.print(table)
+        return
+    messages = list_messages(
+        engine, status=status, recipient_id=_person_id(engine, recipient), kind=kind, limit=limit
+    )
+    names = _names(engine, {m.recipient_id for m in messages})
+    table = Table(title=f"Outbox ({len(messages)} shown, newest first)")
+    for column in ("id", "kind", "to", "status", "tries", "created", "summary"):
+        table.add_column(column)
+    for m in messages:
+        summary = render_text(m.kind, m.payload).splitlines()[0] if m.payload else ""
+        table.add_row(
+            str(m.id),
+            m.kind,
+            names.get(m.recipient_id, str(m.recipient_id)),
+            m.status,
+            str(m.attempts),
+            m.created_at.strftime("%Y-%m-%d %H:%M"),
+            summary[:80],
+        )
+    console.print(table)
+
+
+@app.command("team-gaps")
+def team_gaps_command(
+    ctx: typer.Context,
+    team: Annotated[str, typer.Option("--team", help="Team slug.")],
+    period: Annotated[
+        str, typer.Option("--period", help="30d, 2026-11 or 2026-11-01..2026-11-30.")
+    ] = "30d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per criterion for a team: mean, distribution, share below threshold, trend."""
+    import json
+
+    from rich.table import Table
+
+    from coaching.errors import TeamNotFoundError
+    from coaching.reports import parse_period, team_gaps
+
+    engine = ctx_of(ctx).engine
+    try:
+        gaps = team_gaps(
+            engine, team, parse_period(period, datetime.now(UTC).date()), rules=_coaching_rules()
+        )
+    except (TeamNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        console.print_json(json.dumps(gaps.as_dict()))
+        return
+    table = Table(title=f"{gaps.team_name}: {gaps.period.label} (against {gaps.previous.label})")
+    for column in ("criterion", "mean", "1 / 2 / 3", "sessions", "reps below", "trend", "cohort"):
+        table.add_column(column)
+    for c in gaps.criteria:
+        dist = " / ".join(str(c.distribution[k]) for k in (1, 2, 3))
+        below = f"{c.reps_below}/{c.reps_eligible} ({_share(c.share_reps_below)})"
+        trend = "-" if c.trend is None else f"{c.trend:+.2f}"
+        table.add_row(
+            c.name, _fmt(c.mean), dist, str(c.sessions), below, trend, "yes" if c.cohort else ""
+        )
+    console.print(table)
+    if gaps.largest_gaps:
+        table = Table(title=f"Largest gaps (threshold {gaps.threshold:g})")
+        for column in ("rep", "criterion", "mean", "sessions"):
+            table.add_column(column)
+        for g in gaps.largest_gaps:
+            table.add_row(g["name"], g["criterion"], _fmt(g["mean"]), str(g["sessions"]))
+        console.print(table)
+
+
+@app.command("report")
+def report_command(
+    ctx: typer.Context,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Team slug; default: everyone.")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", help="30 or 60: the checkpoints to include.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The coaching report: leading, process and lagging indicators at 30 and 60 days."""
+    import json
+    from datetime import timedelta
+
+    from rich.table import Table
+
+    from coaching.errors import TeamNotFoundError
+    from coaching.reports import report
+
+    if days not in (30, 60):
+        fail(f"--days is {days}; use 30 or 60")
+    engine = ctx_of(ctx).engine
+    today = datetime.now(UTC).date()
+    try:
+        result = report(
+            engine,
+            team,
+            today - timedelta(days=days - 1),
+            today + timedelta(days=1),
+            rules=_coaching_rules(),
+        )
+    except TeamNotFoundError as exc:
+        fail(str(exc))
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+        return
+    console.print(f"[bold]{result.team_name}[/bold]: {result.period.label}")
+    for cp in result.checkpoints:
+        table = Table(
+            title=f"{cp.days}-day checkpoint: leading indicators ({cp.window.label} against {cp.baseline.label})"
+        )
+        for column in ("criterion", "before", "now", "change", "sessions", "reps below"):
+            table.add_column(column)
+        for row in cp.leading:
+            change = "-" if row.delta is None else f"{row.delta:+.2f}"
+            table.add_row(
+                row.name,
+                _fmt(row.baseline_mean),
+                _fmt(row.mean),
+                change,
+                str(row.sessions),
+                _share(row.share_reps_below),
+            )
+        console.print(table)
+        p = cp.process
+        console.print(
+            f"process: {p.scored}/{p.interactions} calls scored, feedback coverage "
+            f"{_share(p.feedback_coverage)}, median {_fmt(p.median_hours_to_feedback, 1)} h to "
+            f"delivered feedback ({p.feedback_delivered} delivered), {p.sla_breaches} past "
+            f"{p.sla_hours:g} h; triggers acted on {p.triggers_acted_on}/{p.triggers}; "
+            f"manager notes {p.notes}, quality {_fmt(p.note_quality_mean)} of 3",
+            highlight=False,
+        )
+        if cp.lagging:
+            table = Table(title="lagging indicators")
+            for column in ("metric", "before", "now", "change", "reps"):
+                table.add_column(column)
+            for lag in cp.lagging:
+                change = "-" if lag.delta is None else f"{lag.delta:+.2f}"
+                table.add_row(
+                    lag.metric, _fmt(lag.baseline_mean), _fmt(lag.mean), change, str(lag.reps)
+                )
+            console.print(table)
+        if cp.correlations:
+            table = Table(title="criterion movement against outcome movement")
+            for column in ("criterion", "metric", "r", "n"):
+                table.add_column(column)
+            for c in cp.correlations:
+                table.add_row(
+                    c.criterion_id, c.metric, _fmt(c.r), f"{c.n}{'' if c.enough else ' (too few)'}"
+                )
+            console.print(table)
+        if cp.transfer:
+            table = Table(title="practice to real calls")
+            for column in (
+                "criterion",
+                "completed: reps, after, change",
+                "not completed: reps, after, change",
+            ):
+                table.add_column(column)
+            for t in cp.transfer:
+                table.add_row(
+                    t.criterion_id,
+                    f"{t.completed.reps}, {_fmt(t.completed.mean_after)} (n={t.completed.sessions_after}), {_fmt(t.completed.change)}",
+                    f"{t.not_completed.reps}, {_fmt(t.not_completed.mean_after)} (n={t.not_completed.sessions_after}), {_fmt(t.not_completed.change)}",
+                )
+            console.print(table)
+        if cp.pilot:
+            table = Table(title="pilot reps against the rest")
+            for column in ("criterion", "pilot: reps, mean, change", "rest: reps, mean, change"):
+                table.add_column(column)
+            for comparison in cp.pilot:
+                table.add_row(
+                    comparison.criterion_id,
+                    f"{comparison.pilot_reps}, {_fmt(comparison.pilot_mean)}, "
+                    f"{_fmt(comparison.pilot_delta)}",
+                    f"{comparison.rest_reps}, {_fmt(comparison.rest_mean)}, "
+                    f"{_fmt(comparison.rest_delta)}",
+                )
+            console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+@outcomes_app.command("import")
+def outcomes_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV: rep, period_start, period_end and metrics.")],
+) -> None:
+    """Import CSAT, resolution rate, QA score and other outcomes per rep and period."""
+    from rich.table import Table
+
+    from coaching.errors import OutcomeImportError
+    from coaching.outcomes import import_outcomes
+    from store.models import utcnow
+
+    engine = ctx_of(ctx).engine
+    rules = _coaching_rules()
+    try:
+        result = import_outcomes(engine, file, metrics=rules.outcomes.metrics, now=utcnow())
+    except OutcomeImportError as exc:
+        fail(str(exc))
+    console.print(
+        f"{file.name}: {result.new} new, {result.updated} updated, {result.unchanged} unchanged, "
+        f"{len(result.rejected)} rows set aside",
+        highlight=False,
+    )
+    if result.rejected:
+        table = Table(title="Rows set aside")
+        table.add_column("line", justify="right")
+        table.add_column("reason")
+        for row in result.rejected:
+            table.add_row(str(row.line), row.reason)
+        console.print(table)
+
+
+@app.command("approvals")
+def approvals(
+    ctx: typer.Context,
+    action: Annotated[str | None, typer.Argument(help="approve or decline")] = None,
+    decision_id: Annotated[int | None, typer.Argument(help="The cohort decision id.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="The manager deciding.")] = None,
+) -> None:
+    """List cohort responses waiting for a manager, or approve or decline one."""
+    from rich.table import Table
+    from sqlmodel import Session, col, select
+
+    from coaching.errors import ApprovalError
+    from coaching.graph import open_pipeline
+    from store.models import CohortDecision, Team
+
+    context = ctx_of(ctx)
+    engine = context.engine
+    if action is None:
+        with Session(engine) as session:
+            pending = session.exec(
+                select(CohortDecision, Team.slug)
+                .join(Team, col(Team.id) == col(CohortDecision.team_id))
+                .where(CohortDecision.status == "pending")
+                .order_by(col(CohortDecision.id))
+            ).all()
+        table = Table(title=f"Cohort responses awaiting approval ({len(pending)})")
+        for column in ("id", "team", "criterion", "reps", "scenario", "auto-approves"):
+            table.add_column(column)
+        for d, slug in pending:
+            table.add_row(
+                str(d.id),
+                slug,
+                d.criterion_id,
+                str(len(d.rep_ids)),
+                d.scenario_slug or "-",
+                d.expires_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        console.print(table)
+        return
+    if action not in ("approve", "decline") or decision_id is None:
+        fail("Use `coachloop approvals approve ID` or `coachloop approvals decline ID`")
+    with open_pipeline(
+        engine, context.settings.data_dir, rules=_coaching_rules(), catalogue=_catalogue()
+    ) as pipeline:
+        try:
+            result = pipeline.decide_cohort(
+                decision_id, approved=action == "approve", by=_person_id(engine, by)
+            )
+        except ApprovalError as exc:
+            fail(str(exc))
+    console.print(f"cohort decision {decision_id}: {result.get('status')}")
+
+
 def main() -> None:
     app()
 
