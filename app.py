@@ -314,6 +314,130 @@ def ingest_command(
         raise typer.Exit(1)
 
 
+# -- demo -----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    reps: Annotated[
+        int, typer.Option("--reps", min=9, max=200, help="Reps, team leads included.")
+    ] = 24,
+    days: Annotated[int, typer.Option("--days", min=7, max=366, help="Calendar days.")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same demo.")] = 7,
+    end_date: Annotated[
+        str | None,
+        typer.Option(
+            "--end-date",
+            help="Last day of calls, YYYY-MM-DD; default: the existing demo's, else today.",
+        ),
+    ] = None,
+) -> None:
+    """Create the Harbor Broadband demo organisation and its calls, and load them; safe to rerun."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from ingest.demo import (
+        DemoError,
+        DemoOptions,
+        TemplateError,
+        generate_demo,
+        load_demo,
+        resolve_end_date,
+        summarise_org,
+        write_demo,
+    )
+    from ingest.org import OrgImportError
+
+    context = ctx_of(ctx)
+    settings = context.settings
+    try:
+        requested = date.fromisoformat(end_date) if end_date else None
+    except ValueError:
+        fail(f"--end-date `{end_date}` is not a date; write it as YYYY-MM-DD")
+    last_day = resolve_end_date(settings.data_dir, requested, today=datetime.now(UTC).date())
+    options = DemoOptions(end_date=last_day, reps=reps, days=days, seed=seed)
+    engine = context.engine
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
+        generating = bar.add_task("generating calls", total=None)
+        loading = bar.add_task("ingesting call files", total=None, start=False)
+
+        def on_generate(done: int, total: int) -> None:
+            bar.update(generating, completed=done, total=total)
+
+        def on_ingest(done: int, total: int) -> None:
+            bar.update(loading, completed=done, total=total)
+
+        try:
+            data = generate_demo(options, on_progress=on_generate)
+            files = write_demo(data, settings.data_dir)
+            bar.start_task(loading)
+            org_report, report = load_demo(
+                engine,
+                files,
+                settings=settings.ingest,
+                data_dir=settings.data_dir,
+                progress=on_ingest,
+            )
+        except (DemoError, OrgImportError, RubricError, TemplateError, ValueError) as exc:
+            fail(str(exc))
+    console.print(
+        f"{options.start_date} to {options.end_date}, seed {seed}: {len(data.calls)} calls in "
+        f"{len(files.calls)} files under {files.root}; {report.new} new, "
+        f"{report.duplicate} already stored, {report.rejected} set aside; organisation: "
+        f"{sum(org_report.created.values())} created, {sum(org_report.updated.values())} updated",
+        highlight=False,
+    )
+    for rejection in report.rejections[:5]:
+        err_console.print(f"[yellow]set aside:[/yellow] {rejection.reason}", highlight=False)
+
+    summary = summarise_org(engine)
+    teams = Table(title="Teams")
+    for column in ("team", "managers", "reps", "pilot", "calls", "first call", "last call"):
+        numeric = column in {"reps", "pilot", "calls"}
+        teams.add_column(
+            column, justify="right" if numeric else "left", no_wrap=column != "managers"
+        )
+    for team in summary.teams:
+        teams.add_row(
+            team.slug,
+            ", ".join(team.managers) or "-",
+            str(sum(team.reps_by_role.values())),
+            str(team.pilot),
+            str(team.calls),
+            f"{team.first_call:%Y-%m-%d}" if team.first_call else "-",
+            f"{team.last_call:%Y-%m-%d}" if team.last_call else "-",
+        )
+    console.print(teams)
+    roles = Table(title="Reps per role")
+    roles.add_column("role")
+    for team in summary.teams:
+        roles.add_column(team.slug, justify="right")
+    roles.add_column("all", justify="right")
+    for role, count in summary.reps_by_role.items():
+        per_team = [str(team.reps_by_role.get(role, 0)) for team in summary.teams]
+        roles.add_row(role, *per_team, str(count))
+    console.print(roles)
+    managers = Table(title="Managers and admins")
+    for column in ("name", "access", "e-mail", "teams"):
+        managers.add_column(column, overflow="fold")
+    for name, email, slugs in summary.managers:
+        managers.add_row(name, "manager", email or "-", ", ".join(slugs) or "-")
+    for name, email in summary.admins:
+        managers.add_row(name, "admin", email or "-", "all")
+    console.print(managers)
+    span = (
+        f"{summary.first_call:%Y-%m-%d} to {summary.last_call:%Y-%m-%d}"
+        if summary.first_call and summary.last_call
+        else "no calls"
+    )
+    channels = ", ".join(f"{channel} {n}" for channel, n in summary.calls_by_channel.items())
+    console.print(f"{summary.calls} calls in the database, {span} ({channels})", highlight=False)
+
+
 # -- scoring --------------------------------------------------------------------------------
 
 
