@@ -22,6 +22,8 @@ from livekit.agents.types import (
 from voice.stt import WhisperTranscriber
 from voice.tts import PiperSynthesizer, VoiceStyle
 
+_SILENCE_MS = 20
+
 
 class WhisperSTT(stt.STT[Never]):
     """LiveKit speech-to-text over a shared `WhisperTranscriber`."""
@@ -111,8 +113,13 @@ class _PiperStream(tts.ChunkedStream):
             num_channels=1,
             mime_type="audio/pcm",
         )
+        spoken = False
         async for audio in self._piper._synthesizer.stream(
             self.input_text, style=self._piper._style
         ):
             output_emitter.push(audio.pcm16)
+            spoken = True
+        if not spoken:
+            # text with nothing to say ("...") is not a failure worth LiveKit's retries
+            output_emitter.push(bytes(2 * self._piper.sample_rate * _SILENCE_MS // 1000))
         output_emitter.flush()

@@ -50,12 +50,9 @@ async def test_live_pcm_at_any_rate_and_channel_count(
     at_48k = (resample(mono, audio.sample_rate, 48_000) * 32767).astype(np.int16)
     stereo = np.stack([at_48k, at_48k], axis=1).reshape(-1).astype("<i2").tobytes()
 
-    direct = await tiny.transcribe(audio.pcm16, audio.sample_rate)
     converted = await tiny.transcribe(stereo, 48_000, channels=2)
 
-    expected = "could you read me the account number please"
-    assert words(direct.text) == expected.split()
-    assert words(converted.text) == expected.split()
+    assert words(converted.text) == "could you read me the account number please".split()
     assert converted.duration_s == pytest.approx(audio.duration_s, abs=0.05)
     assert 0.5 < converted.confidence <= 1.0
 
