@@ -151,7 +151,7 @@ def _similarity(reference: np.ndarray, decoded: np.ndarray) -> float:
 
     def envelope(samples: np.ndarray) -> np.ndarray:
         n = len(samples) // 160 * 160
-        return np.abs(samples[:n]).reshape(-1, 160).mean(axis=1)
+        return np.asarray(np.abs(samples[:n]).reshape(-1, 160).mean(axis=1))
 
     ref, dec = envelope(reference), envelope(decoded)
     n = min(len(ref), len(dec)) - 20
