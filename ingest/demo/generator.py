@@ -185,18 +185,22 @@ class _Flow:
                         out.extend(exchange)
                 else:
                     out.extend(item)
-            return merge_turns(out)
+            return out
 
-        turns = flatten()
-        while points and len(turns) < target:
-            if not candidates and len(turns) < MIN_TURNS:
+        def count(lines: list[Line]) -> int:
+            """Turns once consecutive lines of one speaker are joined."""
+            return sum(1 for i, line in enumerate(lines) if i == 0 or line[0] != lines[i - 1][0])
+
+        turns = count(flatten())
+        while points and turns < target:
+            if not candidates and turns < MIN_TURNS:
                 candidates, spare = spare, []
             if not candidates:
                 break
             pad = render(candidates.pop(), self.facts, self.rng, where=f"{self.where} filler")
             extra[self.rng.choice(points)].append(pad)
-            turns = flatten()
-        return turns[:MAX_TURNS]
+            turns = count(flatten())
+        return merge_turns(flatten())[:MAX_TURNS]
 
 
 def _weighted(rng: random.Random, weights: Mapping[str, float]) -> str:
@@ -260,6 +264,17 @@ class DemoGenerator:
         self.options = options
         self.templates = {role: load_template(role) for role in ROLES}
         self.people = load_template("people")
+        self.lists = {
+            key: strings(self.people, key, where="people")
+            for key in (
+                "customer_first_names",
+                "customer_last_names",
+                "towns",
+                "streets",
+                "schools",
+                "competitors",
+            )
+        }
         self.criteria: dict[str, list[str]] = {}
         self.rubric_versions: dict[str, str] = {}
         for role in ROLES:
@@ -369,11 +384,10 @@ class DemoGenerator:
     # -- rendering ------------------------------------------------------------------------
 
     def _facts(self, plan: _Plan, rng: random.Random) -> dict[str, str]:
-        people = self.people
-        first = rng.choice(strings(people, "customer_first_names", where="people"))
-        last = rng.choice(strings(people, "customer_last_names", where="people"))
-        towns = strings(people, "towns", where="people")
-        streets = strings(people, "streets", where="people")
+        lists = self.lists
+        first = rng.choice(lists["customer_first_names"])
+        last = rng.choice(lists["customer_last_names"])
+        towns, streets = lists["towns"], lists["streets"]
         day = plan.started_at.date()
         letters = _POSTCODE_LETTERS
         digits = f"{rng.randint(10000, 99999)}"
@@ -394,13 +408,13 @@ class DemoGenerator:
             ),
             "dob": f"{_ordinal(birth.day)} of {_MONTHS[birth.month - 1]} {birth.year}",
             "account": f"{rng.randint(100, 999)} {rng.randint(100, 999)} {rng.randint(100, 999)}",
-            "school": rng.choice(strings(people, "schools", where="people")),
+            "school": rng.choice(lists["schools"]),
             "ref": f"HB-{digits}",
             "ref_spelled": "H B " + " ".join(digits),
             "house": str(rng.randint(1, 120)),
             "street": rng.choice(streets),
             "town": rng.choice(towns),
-            "office_town": str(node(people, "office_town", where="people")),
+            "office_town": str(node(self.people, "office_town", where="people")),
             "new_house": str(rng.randint(1, 80)),
             "new_street": rng.choice(streets),
             "new_town": rng.choice(towns),
@@ -413,7 +427,7 @@ class DemoGenerator:
             "new_price": new_price,
             "sign_month": f"{rng.choice(_MONTHS)} {day.year - rng.randint(1, 2)}",
             "sign_year": str(day.year - rng.randint(2, 9)),
-            "competitor": rng.choice(strings(people, "competitors", where="people")),
+            "competitor": rng.choice(lists["competitors"]),
             "weekly": rng.choice(["£1.60", "£1.75", "£2.30", "£1.15"]),
         }
 

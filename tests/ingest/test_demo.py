@@ -423,3 +423,18 @@ def test_cli_demo_prints_the_organisation_and_reruns_cleanly(
     assert second.exit_code == 0, second.output
     assert " 0 new" in second.output and f"to {END}" in second.output
     assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
+
+
+@pytest.mark.parametrize("role", ["support", "sales", "team-lead"])
+def test_templates_word_things_differently_from_the_rubric_exemplars(role: str) -> None:
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower().replace("'", "")))
+
+    template = norm((Path(__file__).parents[2] / f"ingest/demo/templates/{role}.yaml").read_text())
+    rubric = RubricLibrary.from_dir().for_role(role)
+    checks = [check for c in rubric.criteria for check in c.checks]
+    checks += [c.applies_when for c in rubric.criteria if c.applies_when is not None]
+
+    copied = [ex for check in checks for ex in check.exemplars if norm(ex).strip() in template]
+
+    assert copied == []
