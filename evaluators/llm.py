@@ -484,7 +484,7 @@ def _feedback(problems: Sequence[str]) -> str:
 # -- transport -------------------------------------------------------------------------------
 
 
-def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """Seconds the endpoint asked us to wait, from `retry-after-ms` or `retry-after`."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
@@ -812,7 +812,7 @@ class LlmJudge:
                 return _Transient(
                     reason=f"HTTP {status} from the endpoint",
                     status=status,
-                    retry_after_s=_retry_after_s(exc.response.headers),
+                    retry_after_s=retry_after_s(exc.response.headers),
                 )
             code = exc.code or exc.type or "no error code"
             raise Unscored(f"the endpoint refused the request: HTTP {status} ({code})") from None

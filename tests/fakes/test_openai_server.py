@@ -153,7 +153,7 @@ async def test_handler_answers_after_the_queue_and_unscripted_requests_get_500(
 
 
 async def test_concurrent_requests_are_counted_in_flight(server: FakeOpenAIServer) -> None:
-    server.handler = lambda body: Reply.text("ok", delay_s=0.2)
+    server.handler = lambda body: Reply.text("ok", delay_s=0.5)
 
     async with client_for(server) as client:
         await asyncio.gather(
