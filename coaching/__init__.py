@@ -34,7 +34,9 @@ from coaching.outbox import (
     list_messages,
     mark_failed,
     mark_sent,
+    reschedule,
     set_alert_mode,
+    undelivered,
 )
 from coaching.outcomes import import_outcomes
 from coaching.reports import Period, parse_period, rep_progress, report, team_gaps, team_trend
@@ -74,6 +76,7 @@ __all__ = [
     "render_text",
     "rep_progress",
     "report",
+    "reschedule",
     "resolve_dispute",
     "resume_expired_approvals",
     "run_pipeline",
@@ -81,4 +84,5 @@ __all__ = [
     "set_alert_mode",
     "team_gaps",
     "team_trend",
+    "undelivered",
 ]

@@ -104,17 +104,27 @@ def cancel_pending(session: Session, dedupe_keys: list[str], reason: str) -> int
 # -- delivery -------------------------------------------------------------------------------
 
 
-def claim(engine: Engine, now: datetime, *, limit: int = 50) -> list[OutboxMessage]:
-    """Take up to `limit` deliverable messages and mark them `sending` (one worker each)."""
+def claim(
+    engine: Engine, now: datetime, *, limit: int = 50, lease_s: float = 120.0
+) -> list[OutboxMessage]:
+    """Take up to `limit` deliverable messages and mark them `sending` (one worker each).
+
+    Deliverable: queued and due (`next_attempt_at` unset or past), failed with a retry due, or
+    `sending` whose lease ran out (a worker took it and stopped before recording the outcome;
+    it may or may not have been delivered, so the deliverer must look before sending again).
+    While `sending`, `next_attempt_at` is the end of the lease.
+    """
+    due = col(OutboxMessage.next_attempt_at).is_(None) | (col(OutboxMessage.next_attempt_at) <= now)
     with session_scope(engine) as session:
         stmt = (
             select(OutboxMessage)
             .where(
                 or_(
-                    col(OutboxMessage.status) == "queued",
+                    (col(OutboxMessage.status) == "queued") & due,
                     (col(OutboxMessage.status) == "failed")
                     & col(OutboxMessage.next_attempt_at).is_not(None)
                     & (col(OutboxMessage.next_attempt_at) <= now),
+                    (col(OutboxMessage.status) == "sending") & due,
                 )
             )
             .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))
@@ -125,16 +135,21 @@ def claim(engine: Engine, now: datetime, *, limit: int = 50) -> list[OutboxMessa
         for message in messages:
             message.status = "sending"
             message.attempts += 1
+            message.first_attempt_at = message.first_attempt_at or now
+            message.next_attempt_at = now + timedelta(seconds=lease_s)
             session.add(message)
     return messages
 
 
-def mark_sent(engine: Engine, message_id: int, now: datetime) -> None:
+def mark_sent(engine: Engine, message_id: int, now: datetime, *, ref: str | None = None) -> None:
+    """Record a delivery; `ref` says where the delivered message is (Slack: `channel:ts`)."""
     with session_scope(engine) as session:
         session.connection().execute(
             update(OutboxMessage)
             .where(col(OutboxMessage.id) == message_id)
-            .values(status="sent", sent_at=now, last_error=None, next_attempt_at=None)
+            .values(
+                status="sent", sent_at=now, last_error=None, next_attempt_at=None, delivery_ref=ref
+            )
         )
 
 
@@ -148,6 +163,31 @@ def mark_failed(
             .where(col(OutboxMessage.id) == message_id)
             .values(status="failed", last_error=error[:500], next_attempt_at=retry_at)
         )
+
+
+def reschedule(engine: Engine, message_id: int, error: str, retry_at: datetime) -> None:
+    """Put a message back in the queue after a passing failure (rate limit, outage)."""
+    with session_scope(engine) as session:
+        session.connection().execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == message_id)
+            .values(status="queued", last_error=error[:500], next_attempt_at=retry_at)
+        )
+
+
+def undelivered(engine: Engine, *, limit: int = 100) -> list[OutboxMessage]:
+    """Messages that failed for good (no retry planned), newest first, with their reason."""
+    with Session(engine) as session:
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == "failed",
+                col(OutboxMessage.next_attempt_at).is_(None),
+            )
+            .order_by(col(OutboxMessage.id).desc())
+            .limit(limit)
+        )
+        return list(session.exec(stmt).all())
 
 
 def requeue_stale(engine: Engine, older_than: datetime) -> int:

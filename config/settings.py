@@ -23,6 +23,19 @@ class SlackSettings(BaseModel):
     signing_secret: SecretStr | None = None
     api_base_url: str | None = None
     """Override of Slack's Web API address, for a proxy or a local test double."""
+    web_base_url: str | None = None
+    """The web app's public address, for dashboard and voice practice links; unset: no links."""
+    host: str = "0.0.0.0"
+    """HTTP mode: the address to listen on for Slack's requests (at `/slack/events`)."""
+    port: int = Field(default=3000, ge=1, le=65535)
+    messages_per_minute: int = Field(default=60, ge=1)
+    """Delivery budget per Web API method, kept under Slack's own limits."""
+    channel_interval_s: float = Field(default=1.0, ge=0)
+    """Least time between two messages to the same conversation (Slack allows about 1/s)."""
+    max_attempts: int = Field(default=8, ge=1)
+    """Tries of a message through passing failures before it is recorded as undeliverable."""
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    """How often the delivery worker looks for new messages in the outbox."""
 
 
 class LlmSettings(BaseModel):

@@ -373,6 +373,10 @@ class OutboxMessage(SQLModel, table=True):
     digest_id: int | None = Field(default=None, foreign_key="outboxmessage.id")
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    first_attempt_at: datetime | None = None
+    """When delivery was first tried: nothing can have been delivered before it."""
+    delivery_ref: str | None = Field(default=None, max_length=100)
+    """Where the delivered message is, as the channel's own reference (Slack: `channel:ts`)."""
 
 
 class AlertPreference(SQLModel, table=True):
