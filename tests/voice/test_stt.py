@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper.tokenizer import Tokenizer
 
 from tests.voice.audio import overlap, pcm, words
-from voice import SpeechAudio, WhisperTranscriber
+from voice import SpeechAudio, WhisperTranscriber, stt
 from voice.stt import pcm16_to_samples, resample
 
 
@@ -85,10 +86,12 @@ async def test_transcription_leaves_the_event_loop_free(
 
 async def test_silence_and_empty_input(tiny: WhisperTranscriber) -> None:
     empty = await tiny.transcribe(b"", 16_000)
-    silence = await tiny.transcribe(bytes(16_000 * 2), 16_000)
+    silence = await tiny.transcribe(bytes(16_000 * 2), 16_000, vad_filter=True)
+    live_silence = await tiny.transcribe(bytes(16_000 * 2), 16_000)
 
     assert empty.text == "" and empty.segments == () and empty.duration_s == 0
-    assert silence.duration_s == pytest.approx(1.0)
+    assert silence.text == "" and silence.duration_s == pytest.approx(1.0)
+    assert live_silence.text == "" and live_silence.segments == ()
     assert empty.confidence == 0.0
 
 
@@ -106,3 +109,52 @@ def test_resampling_keeps_the_length_in_time() -> None:
 
     assert abs(len(out) - 16_000) <= 32
     assert 0.3 < float(np.abs(out).max()) < 0.6
+
+
+async def test_live_turns_use_a_short_window_and_fall_back_on_a_loop(
+    tiny: WhisperTranscriber, say: Callable[[str], SpeechAudio], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audio = say("Could you read me the account number, please?")
+    samples = pcm16_to_samples(audio.pcm16, audio.sample_rate)
+
+    quick = tiny.transcribe_short(samples)
+    monkeypatch.setattr(stt, "_compression_ratio", lambda text: 9.9)
+    looped = tiny.transcribe_short(samples)
+    fallback = await tiny.transcribe(audio.pcm16, audio.sample_rate)
+
+    assert quick is not None and words(quick.text) == words(fallback.text)
+    assert 0 <= quick.segments[0].start_s < quick.segments[-1].end_s <= quick.duration_s
+    assert looped is None
+    assert words(fallback.text) == "could you read me the account number please".split()
+
+
+def test_short_window_needs_a_language_and_a_short_clip(tiny: WhisperTranscriber) -> None:
+    detect = WhisperTranscriber(tiny._model, language=None)
+
+    assert detect.transcribe_short(np.zeros(16_000, dtype=np.float32)) is None
+    assert tiny.transcribe_short(np.zeros(16_000 * 26, dtype=np.float32)) is None
+    assert tiny.transcribe_short(np.zeros(0, dtype=np.float32)) is None
+
+
+def test_timestamps_split_segments_and_nothing_past_the_end_is_kept(
+    tiny: WhisperTranscriber,
+) -> None:
+    tokenizer = Tokenizer(tiny._model.hf_tokenizer, False, task="transcribe", language="en")
+    begin = tokenizer.timestamp_begin
+
+    def at(seconds: float) -> int:
+        return int(begin + round(seconds / 0.02))
+
+    tokens = [
+        at(0.0), *tokenizer.encode(" Hello there."), at(1.2),
+        at(1.2), *tokenizer.encode(" How are you?"), at(2.4),
+        at(2.4), *tokenizer.encode(" //"), at(2.9),
+        at(3.0), *tokenizer.encode(" invented"), at(3.5),
+    ]  # fmt: skip
+
+    segments = stt._timed_segments(tokens, tokenizer, 3.0, -0.2, 0.01)
+
+    assert [(s.start_s, s.end_s, s.text) for s in segments] == [
+        (0.0, 1.2, "Hello there."),
+        (1.2, 2.4, "How are you?"),
+    ]

@@ -92,6 +92,29 @@ async def test_closing_a_stream_stops_the_remaining_sentences(
     assert len(started) <= 2
 
 
+async def test_synthesis_leaves_the_event_loop_free(synth: PiperSynthesizer) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    audio = await synth.synthesize(
+        "Let me look at the last three bills and see what happened there."
+    )
+    during = ticks - before
+    task.cancel()
+
+    assert audio.duration_s > 2
+    # a blocked loop would let the ticker run at most once during the call
+    assert during >= 5
+
+
 async def test_nothing_to_say_gives_no_audio(synth: PiperSynthesizer) -> None:
     assert (await synth.synthesize("")).pcm16 == b""
     assert [c async for c in synth.stream(" ... ")] == []
