@@ -15,6 +15,7 @@ from personas.schema import Difficulty, Persona
 logger = logging.getLogger(__name__)
 
 SHIPPED_PERSONA_DIR = Path(__file__).parent / "data"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class PersonaError(Exception):
@@ -45,7 +46,7 @@ def read_yaml(path: Path, what: str) -> object:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
 

@@ -216,7 +216,7 @@ def lint_scenario(
                 Severity.warning,
                 "persona",
                 f"`{persona.slug}` is a {persona.kind}, but a `{scenario.role}` rep talks to "
-                f"a {expected_kind}",
+                f"{'an advisor' if expected_kind == 'advisor' else 'a customer'}",
                 f"choose a persona of kind `{expected_kind}`",
             )
         )

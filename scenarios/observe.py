@@ -29,7 +29,7 @@ DEFAULT_ANCHOR_THRESHOLD = 0.62
 
 
 _CLAUSE_SPLIT = re.compile(r"[,;:]|\s[-\u2013\u2014]\s|\b(?:and|but|so|because|then)\b", re.I)
-_WINDOW_WORDS = 6
+_WINDOW_SIZES = (5, 8)
 _WINDOW_STEP = 3
 
 
@@ -37,8 +37,8 @@ def turn_units(text: str) -> tuple[list[str], list[str]]:
     """The pieces of a rep turn that are compared: (sentences and the whole turn, finer parts).
 
     Rubric exemplars are short phrases ("within 3 to 5 working days"), so each sentence is
-    also cut into clauses and overlapping six-word windows; anchor examples are whole lines
-    and are compared with the coarse pieces only.
+    also cut into clauses and overlapping windows of five and eight words; anchor examples are
+    whole lines and are compared with the coarse pieces only.
     """
     sentences = [text[lo:hi].strip() for lo, hi in split_sentences(text)]
     sentences = [s for s in sentences if s]
@@ -51,11 +51,13 @@ def turn_units(text: str) -> tuple[list[str], list[str]]:
         if len(parts) > 1:
             fine.extend(p for p in parts if len(p.split()) >= 2)
         words = sentence.split()
-        if len(words) > _WINDOW_WORDS + 2:
-            fine.extend(
-                " ".join(words[i : i + _WINDOW_WORDS])
-                for i in range(0, len(words) - _WINDOW_WORDS + 1, _WINDOW_STEP)
-            )
+        for size in _WINDOW_SIZES:
+            if len(words) <= size:
+                continue
+            starts = list(range(0, len(words) - size + 1, _WINDOW_STEP))
+            if starts[-1] != len(words) - size:
+                starts.append(len(words) - size)
+            fine.extend(" ".join(words[i : i + size]) for i in starts)
     seen = set(coarse)
     unique_fine = [f for f in dict.fromkeys(fine) if f not in seen]
     return coarse, unique_fine
@@ -175,6 +177,8 @@ class _Prepared:
     """The reference each row belongs to."""
     is_anchor: NDArray[np.bool_]
     """Per row."""
+    weight: NDArray[np.float64]
+    """Per row: words in the part."""
 
 
 class TurnObserver:
@@ -238,6 +242,7 @@ class TurnObserver:
             vectors=self._encoder.encode(texts, cache=True),
             owner=np.asarray(owner, dtype=np.int64),
             is_anchor=np.asarray(["." in refs[k].signal for k in owner], dtype=bool),
+            weight=np.asarray([max(1, len(t.split())) for t in texts], dtype=np.float64),
         )
         with self._lock:
             self._prepared[key] = prepared
@@ -259,10 +264,12 @@ class TurnObserver:
             similarity[len(coarse) :, prepared.is_anchor] = -1.0
         row_unit = similarity.argmax(axis=0)
         row_score = similarity.max(axis=0)
-        # an example of several sentences counts by how well all of its sentences are covered
-        counts = np.bincount(prepared.owner, minlength=len(prepared.refs))
-        totals = np.bincount(prepared.owner, weights=row_score, minlength=len(prepared.refs))
-        ref_score = totals / np.maximum(counts, 1)
+        # an example of several sentences counts by how well its sentences are covered,
+        # each weighted by its length, so a short closing remark matters less
+        size = len(prepared.refs)
+        mass = np.bincount(prepared.owner, weights=prepared.weight, minlength=size)
+        totals = np.bincount(prepared.owner, weights=row_score * prepared.weight, minlength=size)
+        ref_score = totals / np.maximum(mass, 1e-9)
         best_row = np.full(len(prepared.refs), -1, dtype=np.int64)
         for row, k in enumerate(prepared.owner):
             if best_row[k] < 0 or row_score[row] > row_score[best_row[k]]:

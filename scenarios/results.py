@@ -207,7 +207,7 @@ def _next_step(criterion: Criterion, verdict: CriterionVerdict) -> str | None:
 
 
 def build_feedback(verdict: Verdict, rubric: Rubric, scenario: Scenario) -> list[CriterionFeedback]:
-    """Feedback per criterion of the verdict, targeted criteria first."""
+    """Feedback per criterion of the verdict: the scenario's criteria first, in its order."""
     by_id = {c.criterion_id: c for c in verdict.criteria}
     targeted = set(scenario.criterion_ids)
     items: list[CriterionFeedback] = []
@@ -233,7 +233,8 @@ def build_feedback(verdict: Verdict, rubric: Rubric, scenario: Scenario) -> list
                 next_step=_next_step(criterion, cv) if level != 3 else None,
             )
         )
-    items.sort(key=lambda f: not f.targeted)
+    order = {cid: i for i, cid in enumerate(scenario.criterion_ids)}
+    items.sort(key=lambda f: order.get(f.criterion_id, len(order)))
     return items
 
 

@@ -170,13 +170,15 @@ async def _say(request: PersonaRequest, ctx: RoleplayContext, runtime: Runtime[A
     pieces: list[str] = []
     try:
         async for piece in ctx.engine.stream(request):
-            pieces.append(piece)
-            runtime.stream_writer({"persona": piece})
+            piece = " ".join(piece.split())
+            if piece:
+                pieces.append(piece)
+                runtime.stream_writer({"persona": piece})
     except Exception:
         logger.exception("persona engine failed; scripted line used", extra={"kind": request.kind})
-    text = " ".join(p.strip() for p in pieces if p.strip())
+    text = " ".join(pieces)
     if not text:
-        text = ctx.fallback.compose(request)
+        text = " ".join(ctx.fallback.compose(request).split())
         runtime.stream_writer({"persona": text})
     return text
 

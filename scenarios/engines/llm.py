@@ -267,9 +267,10 @@ class LlmPersona:
                         candidate = clean_reply(sentence, request.persona)
                         if not candidate:
                             continue
-                        problems = self._problems(" ".join([*said, candidate]), request)
+                        seen = " ".join([*said, candidate])
+                        problems = self._problems(seen, request)
                         if problems:
-                            rejected = problems
+                            rejected, raw = problems, seen
                             break
                         said.append(candidate)
                         yield candidate
