@@ -1310,6 +1310,313 @@ def approvals(
     console.print(f"cohort decision {decision_id}: {result.get('status')}")
 
 
+# -- practice -------------------------------------------------------------------------------
+
+scenario_app = typer.Typer(
+    help="Practice scenarios: list them, lint them, draft one from a real call.",
+    no_args_is_help=True,
+)
+app.add_typer(scenario_app, name="scenario")
+
+
+def _practice_library(settings: Settings) -> Any:
+    from config.company import CompanyError, load_company
+    from personas import PersonaError, PersonaLibrary
+    from scenarios import ScenarioError, ScenarioLibrary
+
+    practice = settings.practice
+    try:
+        company = load_company(practice.company_file)
+        personas = PersonaLibrary.from_dir(company, practice.persona_dir)
+        library = ScenarioLibrary.from_dir(company, personas, practice.scenario_dir)
+    except (CompanyError, PersonaError, ScenarioError) as exc:
+        fail(str(exc))
+    for problem in personas.errors + library.errors:
+        err_console.print(f"[yellow]set aside:[/yellow] {problem}", highlight=False)
+    return library
+
+
+@scenario_app.command("list")
+def scenario_list(
+    ctx: typer.Context,
+    role: Annotated[str | None, typer.Option("--role", help="Only this rep role.")] = None,
+    criterion: Annotated[
+        str | None, typer.Option("--criterion", help="Only scenarios for this criterion id.")
+    ] = None,
+    difficulty: Annotated[
+        str | None, typer.Option("--difficulty", help="easy, medium or hard.")
+    ] = None,
+) -> None:
+    """The scenarios reps can practise, with their persona, criteria and difficulty."""
+    from rich.table import Table
+
+    if difficulty is not None and difficulty not in ("easy", "medium", "hard"):
+        fail(f"Difficulty `{difficulty}` is not one of easy, medium, hard")
+    library = _practice_library(ctx_of(ctx).settings)
+    found = library.find(role=role, criterion=criterion, difficulty=difficulty)
+    table = Table(title=f"Scenarios ({len(found)})")
+    table.add_column("scenario", no_wrap=True)
+    for column in ("role", "difficulty", "criteria", "persona", "title"):
+        table.add_column(column)
+    for s in found:
+        persona = library.persona_for(s)
+        table.add_row(
+            s.slug, s.role, s.difficulty, ", ".join(s.criterion_ids), persona.name, s.title
+        )
+    console.print(table)
+
+
+@scenario_app.command("lint")
+def scenario_lint(ctx: typer.Context) -> None:
+    """Check every scenario: criteria exist in the role's rubric, anchors are observable,
+    signals can be observed, and every rubric criterion is practised at two difficulties."""
+    from rich.table import Table
+
+    from config.rubric_lint import Severity, has_errors
+    from scenarios.lint import lint_library
+
+    context = ctx_of(ctx)
+    library = _practice_library(context.settings)
+    report = lint_library(library, context.rubrics())
+    failed = bool(library.errors or library.personas.errors)
+    for slug, findings in report.items():
+        if not findings:
+            console.print(f"[green]ok[/green] {slug}", highlight=False)
+            continue
+        where = library.paths.get(slug, slug)
+        table = Table(title=str(where), show_lines=True)
+        for column in ("severity", "where", "problem", "suggestion"):
+            table.add_column(column)
+        for f in findings:
+            colour = "red" if f.severity is Severity.error else "yellow"
+            table.add_row(f"[{colour}]{f.severity}[/{colour}]", f.where, f.problem, f.suggestion)
+        console.print(table)
+        failed = failed or has_errors(findings)
+    console.print(
+        f"{len(library)} scenarios, {len(library.personas)} personas; "
+        f"{len(library.errors) + len(library.personas.errors)} files set aside",
+        highlight=False,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@scenario_app.command("draft")
+def scenario_draft(
+    ctx: typer.Context,
+    from_interaction: Annotated[
+        int, typer.Option("--from-interaction", help="Id of a scored real call.")
+    ],
+    criterion: Annotated[
+        str | None,
+        typer.Option("--criterion", help="Criterion to build on; default: the lowest scored."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the YAML here instead of stdout.")
+    ] = None,
+) -> None:
+    """Draft a scenario YAML from a real low-scoring call, for an author to review."""
+    from scenarios.draft import DraftError, draft_from_interaction
+
+    context = ctx_of(ctx)
+    library = _practice_library(context.settings)
+    try:
+        draft = draft_from_interaction(
+            context.engine, from_interaction, context.rubrics(), library, criterion_id=criterion
+        )
+    except DraftError as exc:
+        fail(str(exc))
+    if out is None:
+        print(draft.yaml_text, end="")  # noqa: T201 (the YAML is the command's output)
+        return
+    if out.exists():
+        fail(f"{out} already exists; choose another --out or remove it")
+    out.write_text(draft.yaml_text, encoding="utf-8")
+    console.print(
+        f"drafted `{draft.slug}` ({draft.criterion_id} scored {draft.level}) to {out}",
+        highlight=False,
+    )
+
+
+def _show_result(result: Any) -> None:
+    from rich.table import Table
+
+    console.rule("feedback")
+    console.print(
+        f"{result.title}: {result.outcome.replace('_', ' ')} ({result.end_reason}), "
+        f"{result.rep_turns} turns",
+        highlight=False,
+    )
+    if result.unscored_reason:
+        console.print(f"[yellow]not scored:[/yellow] {result.unscored_reason}", highlight=False)
+    if result.feedback:
+        table = Table(show_lines=True)
+        for column in ("criterion", "level", "the moment", "what good looks like"):
+            table.add_column(column)
+        for item in result.feedback:
+            level = "n/a" if item.level is None else str(item.level)
+            mark = " [cyan](practised)[/cyan]" if item.targeted else ""
+            moment = f'"{item.moment.quote}"' if item.moment else "-"
+            good = item.good_looks_like
+            if item.good_example:
+                good += f'\ne.g. "{item.good_example}"'
+            table.add_row(f"{item.name}{mark}", level, moment, good)
+        console.print(table)
+    for comparison in result.comparison:
+        real = (
+            f"{comparison.real_mean:.2f} over {comparison.real_sessions} calls"
+            if comparison.real_mean is not None
+            else "no scored calls yet"
+        )
+        practice = comparison.practice_level if comparison.practice_level is not None else "n/a"
+        console.print(
+            f"{comparison.criterion_id}: {practice} in practice; real calls {real}",
+            highlight=False,
+        )
+    if result.assignment_id is not None:
+        console.print(f"assignment {result.assignment_id} completed", highlight=False)
+    if result.note:
+        console.print(f"[yellow]{result.note}[/yellow]", highlight=False)
+
+
+async def _practice_loop(driver: Any, start: Any) -> None:
+    import asyncio
+
+    while True:
+        try:
+            text = await asyncio.to_thread(console.input, "[bold]you>[/bold] ")
+        except EOFError:
+            text = "/end"
+        pieces = []
+        console.print(f"[magenta]{start.persona}>[/magenta] ", end="", highlight=False)
+        async for piece in driver.stream_rep_turn(start.session_id, text):
+            console.print(piece + " ", end="", highlight=False)
+            pieces.append(piece)
+        console.print()
+        view = await driver.get_session(start.session_id)
+        if view.status == "ended":
+            _show_result(view.result)
+            return
+
+
+@app.command("practice")
+def practice(
+    ctx: typer.Context,
+    scenario: Annotated[
+        str | None, typer.Argument(help="Scenario slug; default: the rep's open assignment.")
+    ] = None,
+    rep: Annotated[
+        str | None, typer.Option("--rep", help="Your external id, to keep and compare results.")
+    ] = None,
+    engine_kind: Annotated[
+        str | None, typer.Option("--engine", help="Persona: auto, scripted or llm.")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Carry on a session by its id.")
+    ] = None,
+) -> None:
+    """Practise a scenario in the terminal. Enter on its own is a silence; `/end` or
+    "let's wrap up" ends the session and shows your feedback."""
+    import asyncio
+
+    from evaluators.base import EvaluatorError
+    from evaluators.embeddings import SentenceEncoder
+    from evaluators.judges import make_judge
+    from scenarios import (
+        PracticeDriver,
+        PracticeRecorder,
+        ScenarioError,
+        TurnObserver,
+        make_engine,
+        open_checkpointer,
+    )
+    from store.models import Assignment, Person
+
+    context = ctx_of(ctx)
+    settings = context.settings
+    library = _practice_library(settings)
+    rubrics = context.rubrics()
+    db = context.engine
+    assignment_id: int | None = None
+    if scenario is None and resume is None:
+        from sqlmodel import Session, col, select
+
+        if rep is None:
+            fail("Name a scenario (see `coachloop scenario list`) or give --rep to take yours")
+        with Session(db) as session:
+            open_one = session.exec(
+                select(Assignment)
+                .join(Person, col(Person.id) == col(Assignment.rep_id))
+                .where(Person.external_id == rep, Assignment.status == "open")
+                .order_by(col(Assignment.created_at))
+            ).first()
+        if open_one is None:
+            fail(f"No open assignment for `{rep}`; name a scenario (`coachloop scenario list`)")
+        scenario, assignment_id = open_one.scenario_slug, open_one.id
+    try:
+        persona_engine = make_engine(engine_kind or settings.practice.persona_engine, settings.llm)
+        judge = make_judge(settings.practice.judge, settings, settings.data_dir / "models")
+    except (ValueError, EvaluatorError) as exc:
+        fail(str(exc))
+    checkpoints = settings.practice.checkpoint_url or settings.data_dir / "practice.sqlite"
+
+    async def run() -> None:
+        with console.status("loading the practice models"):
+            observer = TurnObserver(await asyncio.to_thread(SentenceEncoder))
+        async with open_checkpointer(checkpoints) as saver:
+            driver = PracticeDriver(
+                library=library,
+                rubrics=rubrics,
+                engine=persona_engine,
+                observer=observer,
+                recorder=PracticeRecorder(judge, rubrics, db),
+                checkpointer=saver,
+            )
+            if resume is not None:
+                view = await driver.get_session(resume)
+                if view.status == "ended":
+                    _show_result(view.result)
+                    return
+                chosen = library.get(view.scenario)
+                persona = library.persona_for(chosen)
+                for speaker, text in view.turns:
+                    who = "you" if speaker == "rep" else persona.name
+                    console.print(f"{who}> {text}", highlight=False)
+                from scenarios import SessionStart
+
+                start = SessionStart(
+                    session_id=resume,
+                    opening="",
+                    scenario=chosen.slug,
+                    title=chosen.title,
+                    briefing=chosen.briefing,
+                    persona=persona.name,
+                    silence_timeout_s=chosen.silence_timeout_s,
+                    turn_limit=chosen.turn_limit,
+                    time_box_minutes=chosen.time_box_minutes,
+                )
+            else:
+                assert scenario is not None
+                start = await driver.start_session(
+                    scenario, rep_external_id=rep, assignment_id=assignment_id, channel="chat"
+                )
+                console.rule(start.title)
+                console.print(start.briefing, highlight=False)
+                console.print(
+                    f"[dim]session {start.session_id}; persona: {persona_engine.name}; "
+                    f"up to {start.turn_limit} turns, {start.time_box_minutes:g} minutes[/dim]"
+                )
+                console.print(
+                    f"[magenta]{start.persona}>[/magenta] {start.opening}", highlight=False
+                )
+            await _practice_loop(driver, start)
+
+    try:
+        asyncio.run(run())
+    except ScenarioError as exc:
+        fail(str(exc))
+
+
 def main() -> None:
     app()
 
