@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from config.rubric import RubricLibrary
+from config.rubric import Rubric, RubricLibrary
+from evaluators.base import Transcript, Unscored, Verdict
 from personas import PersonaLibrary
 from scenarios import (
     RepNotFoundError,
@@ -365,3 +367,39 @@ async def test_recording_again_finds_what_is_stored(practice: Practice, db_engin
         evaluations = session.exec(select(Evaluation)).all()
     assert len(interactions) == 1 and len(evaluations) == 1
     assert again.interaction_id == result.interaction_id
+
+
+class _BrokenJudge:
+    """A judge whose endpoint is down: every call raises."""
+
+    name = "keyword@1"
+
+    async def evaluate(self, transcript: Transcript, rubric: Rubric) -> Verdict:
+        raise ConnectionError("the judge endpoint is down")
+
+    async def evaluate_many(
+        self, transcripts: Sequence[Transcript], rubric: Rubric
+    ) -> list[Verdict | Unscored]:
+        raise ConnectionError("the judge endpoint is down")
+
+
+async def test_a_session_that_failed_while_scoring_finishes_on_the_next_call(
+    practice: Practice, db_engine: Engine
+) -> None:
+    add_rep(db_engine, "e-9", "support")
+    working = practice.judge
+    practice.judge = _BrokenJudge()
+    async with practice.driver(engine=db_engine) as first_process:
+        start = await first_process.start_session("support-double-charge", rep_external_id="e-9")
+        with pytest.raises(ConnectionError):
+            await first_process.send_rep_turn(start.session_id, "Let's wrap up.")
+
+    practice.judge = working
+    async with practice.driver(engine=db_engine) as second_process:
+        view = await second_process.get_session(start.session_id)
+
+    assert view.status == "ended"
+    assert view.result is not None and view.result.end_reason == "wrap-up"
+    assert view.result.interaction_id is not None
+    with Session(db_engine) as session:
+        assert len(session.exec(select(Evaluation)).all()) == 1
