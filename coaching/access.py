@@ -23,7 +23,20 @@ from store.models import Access, CohortDecision, Dispute, Person, Team, TeamMana
 
 
 class AccessDenied(CoachingError):
-    """The person may not see or do this; the message says why."""
+    """The person may not see or do this; the message says why.
+
+    `rule` names the rule that refused (`reps_see_own`, `no_teams`, `not_their_team`,
+    `no_such_team`, `not_team_manager`, `not_reps_manager`, `gone`), so a surface can word
+    the refusal itself; `team` and `teams` are the team asked for and the viewer's own.
+    """
+
+    def __init__(
+        self, rule: str, message: str, *, team: str | None = None, teams: Iterable[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.team = team
+        self.teams = sorted(teams)
 
 
 class TeamChoiceNeeded(CoachingError):
@@ -94,8 +107,9 @@ def viewable_team(engine: Engine, viewer: Person, team: str | None) -> Team:
     """
     if viewer.access == Access.rep:
         raise AccessDenied(
+            "reps_see_own",
             "Team figures are for the team's managers and for admins; your own progress "
-            "is on your coachloop Home tab"
+            "is on your coachloop Home tab",
         )
     teams = managed_teams(engine, viewer)
     if team is None:
@@ -103,19 +117,25 @@ def viewable_team(engine: Engine, viewer: Person, team: str | None) -> Team:
             return teams[0]
         if not teams:
             raise AccessDenied(
+                "no_teams",
                 "You don't look after any team in coachloop yet; an admin can add you as a "
-                "team's manager"
+                "team's manager",
             )
         raise TeamChoiceNeeded(t.slug for t in teams)
     found = next((t for t in teams if t.slug == team.strip().lower()), None)
     if found is not None:
         return found
+    slugs = [t.slug for t in teams]
+    names = ", ".join(slugs) or "none"
     if viewer.access == Access.admin:
-        names = ", ".join(t.slug for t in teams) or "none"
-        raise AccessDenied(f"There is no team `{team}`; teams: {names}")
-    names = ", ".join(t.slug for t in teams) or "none"
+        raise AccessDenied(
+            "no_such_team", f"There is no team `{team}`; teams: {names}", team=team, teams=slugs
+        )
     raise AccessDenied(
-        f"Only the managers of `{team}` and admins can see its figures; yours: {names}"
+        "not_their_team",
+        f"Only the managers of `{team}` and admins can see its figures; yours: {names}",
+        team=team,
+        teams=slugs,
     )
 
 
@@ -124,7 +144,7 @@ def check_cohort_decider(engine: Engine, person: Person, decision_id: int) -> Co
     with Session(engine) as session:
         decision = session.get(CohortDecision, decision_id)
         if decision is None:
-            raise AccessDenied(f"There is no cohort decision {decision_id} any more")
+            raise AccessDenied("gone", f"There is no cohort decision {decision_id} any more")
         if person.access == Access.admin:
             return decision
         manages = session.exec(
@@ -133,7 +153,9 @@ def check_cohort_decider(engine: Engine, person: Person, decision_id: int) -> Co
             )
         ).first()
     if manages is None:
-        raise AccessDenied("Only the team's managers and admins can answer a team response")
+        raise AccessDenied(
+            "not_team_manager", "Only the team's managers and admins can answer a team response"
+        )
     return decision
 
 
@@ -142,11 +164,13 @@ def check_dispute_resolver(engine: Engine, person: Person, dispute_id: int) -> D
     with Session(engine) as session:
         dispute = session.get(Dispute, dispute_id)
         if dispute is None:
-            raise AccessDenied(f"There is no dispute {dispute_id} any more")
+            raise AccessDenied("gone", f"There is no dispute {dispute_id} any more")
         if person.access == Access.admin:
             return dispute
         rep = session.get(Person, dispute.rep_id)
         managers = managers_for_rep(session, rep)
     if person.id not in managers:
-        raise AccessDenied("Only the rep's managers and admins can resolve a dispute")
+        raise AccessDenied(
+            "not_reps_manager", "Only the rep's managers and admins can resolve a dispute"
+        )
     return dispute

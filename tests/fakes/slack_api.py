@@ -76,6 +76,7 @@ class FakeSlackApi:
         self._users = users or {}
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
+        self._last_ts = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -189,6 +190,11 @@ class FakeSlackApi:
 
     # -- server ---------------------------------------------------------------------------
 
+    def _next_ts(self) -> str:
+        """A message timestamp as Slack makes them: the wall clock, unique per workspace."""
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
+
     def _run(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
@@ -295,7 +301,7 @@ class FakeSlackApi:
                     raise _ApiError("channel_not_found")
                 if not body.get("text") and not body.get("blocks"):
                     raise _ApiError("no_text")
-                ts = f"{1_700_000_000 + next(self._ts)}.000100"
+                ts = self._next_ts()
                 message = {"type": "message", "ts": ts, "user": BOT_USER_ID, **body}
                 if method == "chat.postMessage":
                     self._state.messages[channel].append(message)
@@ -310,7 +316,11 @@ class FakeSlackApi:
             if method == "conversations.history":
                 channel = str(body.get("channel", ""))
                 oldest = float(body.get("oldest", 0) or 0)
-                msgs = [m for m in self._state.messages.get(channel, []) if float(m["ts"]) > oldest]
+                msgs = [
+                    m
+                    for m in self._state.messages.get(channel, [])
+                    if float(m["ts"]) > oldest and m.get("thread_ts") in (None, m["ts"])
+                ]  # like Slack: thread replies are not in the channel's history
                 if str(body.get("include_all_metadata", "")).lower() not in {"true", "1"}:
                     msgs = [{k: v for k, v in m.items() if k != "metadata"} for m in msgs]
                 return {"messages": list(reversed(msgs)), "has_more": False}
@@ -344,7 +354,7 @@ class FakeSlackApi:
                     raise _ApiError("file_not_found")
                 channel = str(body.get("channel_id") or body.get("channels") or "")
                 if channel:
-                    ts = f"{1_700_000_000 + next(self._ts)}.000100"
+                    ts = self._next_ts()
                     self._state.messages[channel].append(
                         {
                             "type": "message",

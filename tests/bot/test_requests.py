@@ -1,0 +1,52 @@
+"""Request verification: url_verification, bad signatures and stale timestamps."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.bot.conftest import Bot, sign
+
+
+async def test_url_verification_answers_the_challenge(bot: Bot) -> None:
+    body = json.dumps({"token": "legacy", "challenge": "c-42", "type": "url_verification"})
+
+    response = await bot.post(body, "application/json")
+
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "c-42"}
+
+
+async def test_a_bad_signature_is_refused(bot: Bot) -> None:
+    body = json.dumps({"token": "legacy", "challenge": "c-42", "type": "url_verification"})
+    timestamp = int(time.time())
+
+    response = await bot.post(
+        body, "application/json", timestamp=timestamp, signature=sign(body, timestamp, "wrong")
+    )
+
+    assert response.status_code == 401
+
+
+async def test_a_stale_timestamp_is_refused(bot: Bot) -> None:
+    body = json.dumps({"token": "legacy", "challenge": "c-42", "type": "url_verification"})
+    stale = int(time.time()) - 10 * 60
+
+    response = await bot.post(body, "application/json", timestamp=stale)
+
+    assert response.status_code == 401
+
+
+async def test_a_signed_command_with_a_tampered_body_is_refused(bot: Bot) -> None:
+    timestamp = int(time.time())
+    signature = sign("command=/team-gaps&user_id=UMGR", timestamp)
+
+    response = await bot.post(
+        "command=/team-gaps&user_id=UADMIN",
+        "application/x-www-form-urlencoded",
+        timestamp=timestamp,
+        signature=signature,
+    )
+
+    assert response.status_code == 401
+    assert bot.slack.responses == []
