@@ -24,22 +24,31 @@ def _insert(session: Session, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _run(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+def _run(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
     conn = session.connection()
     if len(rows) == 1:
-        return int(conn.execute(stmt, dict(rows[0])).rowcount or 0)
-    return int(conn.execute(stmt, [dict(r) for r in rows]).rowcount or 0)
+        conn.execute(stmt, dict(rows[0]))
+    else:
+        conn.execute(stmt, [dict(r) for r in rows])
 
 
 def insert_ignore(
     session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> int:
-    """Insert rows, skipping any that clash on `keys`; returns how many were inserted
-    (exact for a single row)."""
+    """Insert rows, skipping any that clash on `keys`; returns how many were inserted."""
     if not rows:
         return 0
-    stmt = _insert(session, table_of(model)).on_conflict_do_nothing(index_elements=list(keys))
-    return _run(session, stmt, rows)
+    table = table_of(model)
+    stmt = (
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(*table.primary_key.columns)
+    )
+    conn = session.connection()
+    # The driver's row count is not reliable for skipped rows; the returned keys are.
+    if len(rows) == 1:
+        return len(conn.execute(stmt, dict(rows[0])).fetchall())
+    return len(conn.execute(stmt, [dict(r) for r in rows]).fetchall())
 
 
 def insert_or_add(

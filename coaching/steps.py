@@ -9,7 +9,7 @@ once per dedupe key.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_
@@ -33,12 +33,18 @@ from coaching.feedback import (
 )
 from coaching.outbox import alert_mode, cancel_pending, enqueue
 from coaching.rubrics import good_looks_like
-from coaching.scored import ScoredInteraction, load_scored
+from coaching.scored import (
+    NotScoredError,
+    ScoredInteraction,
+    latest_evaluation_id,
+    load_scored,
+)
 from coaching.trends import apply_scores, rep_window, window_days
 from coaching.triggers import evaluate_triggers
 from store.db import session_scope
 from store.models import (
     Assignment,
+    CoachingRun,
     CoachingTrigger,
     CohortDecision,
     OutboxMessage,
@@ -102,6 +108,69 @@ def managers_for_team(session: Session, team_id: int) -> list[int]:
         .distinct()
     ).all()
     return sorted(int(r) for r in rows if r is not None)
+
+
+# -- run bookkeeping ------------------------------------------------------------------------
+
+
+def start_run(ctx: CoachingContext, interaction_id: int) -> CoachingRun:
+    """Record that coaching of an interaction starts (or starts again after a failure)."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        run = session.get(CoachingRun, interaction_id)
+        if run is None:
+            evaluation_id = latest_evaluation_id(session, interaction_id)
+            if evaluation_id is None:
+                raise NotScoredError(
+                    f"Interaction `{interaction_id}` has no scored evaluation; run the scorer first"
+                )
+            run = CoachingRun(
+                interaction_id=interaction_id,
+                evaluation_id=evaluation_id,
+                thread_id=thread_id_for(interaction_id),
+                status="running",
+                attempts=1,
+                started_at=now,
+            )
+        elif run.status in ("running", "failed"):
+            run.status = "running"
+            run.attempts += 1
+            run.error = None
+        session.add(run)
+        return run
+
+
+def finish_run(ctx: CoachingContext, interaction_id: int, status: str, **fields: Any) -> None:
+    with session_scope(ctx.engine) as session:
+        run = session.get(CoachingRun, interaction_id)
+        if run is None:
+            return
+        run.status = status
+        for key, value in fields.items():
+            setattr(run, key, value)
+        if status in ("done", "failed"):
+            run.finished_at = ctx.now()
+        session.add(run)
+
+
+def process_interaction(ctx: CoachingContext, interaction_id: int) -> dict[str, Any]:
+    """Run every step for one interaction without the graph, as a job queue worker would.
+
+    A cohort response it opens stays pending; `apply_cohort_decision` answers it later.
+    Safe to call again after a failure: each step skips what an earlier attempt did.
+    """
+    run = start_run(ctx, interaction_id)
+    state: dict[str, Any] = {"interaction_id": interaction_id, "evaluation_id": run.evaluation_id}
+    if run.status in ("done", "awaiting_approval"):
+        return state
+    try:
+        for step in PIPELINE:
+            state.update(step(ctx, state))
+    except Exception as exc:
+        finish_run(ctx, interaction_id, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    finish_run(ctx, interaction_id, "done", decision=state.get("decision"))
+    return state
 
 
 # -- 1. scored ------------------------------------------------------------------------------
@@ -597,5 +666,12 @@ def apply_cohort_decision(
     }
 
 
-def now_iso(ctx: CoachingContext) -> str:
-    return ctx.now().astimezone(UTC).isoformat()
+PIPELINE = (
+    load_step,
+    update_trends_step,
+    evaluate_triggers_step,
+    decide_step,
+    assign_step,
+    notify_step,
+)
+"""The steps in order, as the graph runs them before any approval."""

@@ -4,21 +4,24 @@ into the tables the scorer fills."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
+from coaching import steps
 from coaching.catalogue import load_catalogue
-from coaching.graph import CoachingPipeline, open_pipeline
+from coaching.context import CoachingContext
+from coaching.graph import CoachingPipeline, open_pipeline, pending_interactions
 from config.coaching import CoachingRules
 from config.rubric import SHIPPED_RUBRIC_DIR, Rubric, load_rubric
-from store.db import session_scope
+from store.db import make_engine, migrate, session_scope
 from store.models import (
     Access,
     Evaluation,
@@ -185,10 +188,65 @@ class Org:
         """One call per level given for `criterion`, the other criteria at `others`."""
         ids = []
         for i, level in enumerate(criterion_levels):
-            levels: dict[str, int | None] = {c: others for c in CRITERIA}
+            levels: dict[str, int | None] = dict.fromkeys(CRITERIA, others)
             levels[criterion] = level
             ids.append(self.call(rep, start + i * every, levels))
         return ids
+
+
+# -- databases: migrated once per session, emptied for each test ----------------------------
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "coachloop.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema() -> Iterator[Engine]:
+    import uuid
+
+    from tests.conftest import _drop_postgres_schema, _postgres_engine
+
+    schema = f"t_coaching_{uuid.uuid4().hex[:8]}"
+    engine = _postgres_engine(schema)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+    _drop_postgres_schema(schema)
+
+
+def _empty_postgres(engine: Engine) -> None:
+    names = [t.name for t in SQLModel.metadata.sorted_tables]
+    present = set(inspect(engine).get_table_names())
+    names += [n for n in ("checkpoints", "checkpoint_blobs", "checkpoint_writes") if n in present]
+    quoted = ", ".join(f'"{n}"' for n in names if n in present)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE TABLE {quoted} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, migrated database on SQLite and on PostgreSQL (migrated once, emptied per
+    test, which keeps these tests quick)."""
+    if request.param == "sqlite":
+        import shutil
+
+        path = tmp_path / "coachloop.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        engine = make_engine(f"sqlite:///{path}")
+        yield engine
+        engine.dispose()
+        return
+    engine = request.getfixturevalue("_postgres_schema")
+    _empty_postgres(engine)
+    yield engine
 
 
 @pytest.fixture
@@ -207,7 +265,7 @@ def rules() -> CoachingRules:
 
 
 @pytest.fixture
-def catalogue():  # type: ignore[no-untyped-def]
+def catalogue():
     return load_catalogue(FIXTURES / "scenarios")
 
 
@@ -219,6 +277,22 @@ def pipeline(
         db_engine, tmp_path / "data", rules=rules, catalogue=catalogue, clock=clock
     ) as p:
         yield p
+
+
+Coach = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def coach(db_engine: Engine, rules: CoachingRules, catalogue: Any, clock: Clock) -> Coach:
+    """Run the pipeline's steps for every pending interaction without the graph, as a job
+    queue worker would: quicker, for tests about the rules rather than the graph."""
+    context = CoachingContext(engine=db_engine, rules=rules, catalogue=catalogue, clock=clock)
+
+    def run(ids: list[int] | None = None) -> list[dict[str, Any]]:
+        todo = pending_interactions(db_engine) if ids is None else ids
+        return [steps.process_interaction(context, i) for i in todo]
+
+    return run
 
 
 def rows(engine: Engine, model: Any, **where: Any) -> list[Any]:
