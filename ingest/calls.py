@@ -28,10 +28,10 @@ SPEAKER_CODE = {speaker: speaker.value for speaker in Speaker}
 @dataclass(slots=True)
 class ParsedTurn:
     speaker: Speaker
-    text: str
-    start_s: float | None = None
+    start_s: float | None
     """Seconds from the start of the call; None for formats without times (chat logs)."""
-    end_s: float | None = None
+    end_s: float | None
+    text: str
 
 
 @dataclass(slots=True, kw_only=True)

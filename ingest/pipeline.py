@@ -6,7 +6,7 @@ import filecmp
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ from config.settings import IngestSettings
 from ingest._read import FileContext, Overrides
 from ingest.calls import ParsedCall
 from ingest.errors import InputError
-from ingest.formats import parse_file
+from ingest.formats import read_file
 from ingest.mapping import ExportMapping, load_mapping
-from ingest.save import CallOutcome, save_chunk
+from ingest.save import CallOutcome, save_calls
 from ingest.speakers import SpeakerResolver
 from store.models import utcnow
 
@@ -119,14 +119,14 @@ def ingest_paths(
     total = len(files)
     for done, path in enumerate(files, 1):
         ctx = FileContext(path=path, speakers=speakers, mapping=mapping, overrides=overrides)
-        for item in _read(path, ctx, settings.max_file_bytes):
+        for item in read_file(path, ctx, settings.max_file_bytes):
             if isinstance(item, InputError):
                 batch.rejections.append(Rejection(path, item.reason, item.kind, item.line))
             else:
                 batch.calls.append(item)
                 batch.origins.append(path)
-                if len(batch.calls) >= batch_size:
-                    writer.flush(batch)
+            if len(batch.calls) + len(batch.rejections) >= batch_size:
+                writer.flush(batch)
         if progress is not None:
             progress(done, total)
     writer.flush(batch)
@@ -175,28 +175,6 @@ def discover(paths: Sequence[Path], *, skip: Path) -> tuple[list[Path], list[Pat
     return files, missing
 
 
-def _read(path: Path, ctx: FileContext, max_bytes: int) -> Iterator[ParsedCall | InputError]:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            yield InputError(
-                f"the file is {size:,} bytes, over the {max_bytes:,} byte limit; split it or "
-                "raise COACHLOOP_INGEST__MAX_FILE_BYTES",
-                kind="too_large",
-            )
-            return
-        data = path.read_bytes()
-    except OSError as exc:
-        yield InputError(f"cannot read the file: {exc.strerror}", kind="unreadable")
-        return
-    try:
-        yield from parse_file(path, data, ctx)
-    except InputError as exc:
-        yield exc
-    except RecursionError:
-        yield InputError("the file is nested too deeply to read", kind="parse")
-
-
 @dataclass(slots=True)
 class _Batch:
     calls: list[ParsedCall] = field(default_factory=list)
@@ -225,7 +203,8 @@ class _Writer:
             return
         try:
             with self._engine.begin() as conn:
-                outcomes = save_chunk(conn, batch.calls, self._unknown_reps)
+                saved = save_calls(conn, batch.calls, unknown_reps=self._unknown_reps)
+                outcomes = saved.outcomes
                 recorded = self._set_aside(conn, batch, outcomes, batch.rejections)
         except (IntegrityError, DataError):
             # A concurrent writer stored some of these calls, or one value did not fit:
@@ -250,7 +229,9 @@ class _Writer:
         for path, one in by_file.items():
             try:
                 with self._engine.begin() as conn:
-                    file_outcomes = save_chunk(conn, one.calls, self._unknown_reps)
+                    file_outcomes = save_calls(
+                        conn, one.calls, unknown_reps=self._unknown_reps
+                    ).outcomes
                     recorded.extend(self._set_aside(conn, one, file_outcomes, []))
                 outcomes.extend(file_outcomes)
             except (IntegrityError, DataError) as exc:

@@ -83,3 +83,26 @@ def parse_file(path: Path, data: bytes, ctx: FileContext) -> Iterator[ParsedCall
         yield parse_srt(text, ctx)
     else:
         yield parse_txt(text, ctx)
+
+
+def read_file(path: Path, ctx: FileContext, max_bytes: int) -> Iterator[ParsedCall | InputError]:
+    """Read and parse one file; every problem comes back as an `InputError` item, never raised."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            yield InputError(
+                f"the file is {size:,} bytes, over the {max_bytes:,} byte limit; split it or "
+                "raise COACHLOOP_INGEST__MAX_FILE_BYTES",
+                kind="too_large",
+            )
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        yield InputError(f"cannot read the file: {exc.strerror}", kind="unreadable")
+        return
+    try:
+        yield from parse_file(path, data, ctx)
+    except InputError as exc:
+        yield exc
+    except RecursionError:
+        yield InputError("the file is nested too deeply to read", kind="parse")

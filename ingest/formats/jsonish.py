@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,15 +111,19 @@ def _native_turn(raw: Any, ctx: FileContext, call_where: str, n: int) -> ParsedT
             and (end is None or type(end) is float or type(end) is int)
         ):
             speaker = ctx.speakers.resolve(label)
-            if speaker is not None:
-                turn = ParsedTurn(
+            if (
+                speaker is not None
+                and text
+                and not text.isspace()
+                and (start is None or 0 <= start < math.inf)
+                and (end is None or (0 <= end < math.inf and (start is None or end >= start)))
+            ):
+                return ParsedTurn(
                     speaker,
-                    text,
                     None if start is None else float(start),
                     None if end is None else float(end),
+                    text,
                 )
-                if turn_problem(turn, "") is None:
-                    return turn
     return _explain_turn(raw, ctx, _join(call_where, f"turn {n}"))
 
 

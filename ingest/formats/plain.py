@@ -54,7 +54,7 @@ def parse_txt(text: str, ctx: FileContext) -> ParsedCall:
             turns[-1].text = f"{turns[-1].text} {line.strip()}"
             continue
         speaker = ctx.speaker(label, f"line {n}")
-        turns.append(ParsedTurn(speaker=speaker, text=rest.strip(), start_s=start))
+        turns.append(ParsedTurn(speaker=speaker, start_s=start, end_s=None, text=rest.strip()))
         first_lines.append(n)
     for turn, n in zip(turns, first_lines, strict=True):
         problem = turn_problem(turn, f"turn at line {n}")

@@ -111,7 +111,7 @@ def _cue_segments(
             segments.append(segment)
     for segment in segments:
         problem = turn_problem(
-            ParsedTurn(segment.speaker, segment.text, segment.start, segment.end), where
+            ParsedTurn(segment.speaker, segment.start, segment.end, segment.text), where
         )
         if problem:
             raise InputError(problem, kind="bad_turn")

@@ -231,8 +231,8 @@ def _parsed(n: int, **changes: object) -> ParsedCall:
         "rep": "r-1",
         "started_at": datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
         "turns": [
-            ParsedTurn(Speaker.agent, f"Practice {n}: how can I help?", 0.0, 2.0),
-            ParsedTurn(Speaker.customer, "I was charged twice.", 2.5, 4.0),
+            ParsedTurn(Speaker.agent, 0.0, 2.0, f"Practice {n}: how can I help?"),
+            ParsedTurn(Speaker.customer, 2.5, 4.0, "I was charged twice."),
         ],
         "source": "practice",
         "kind": InteractionKind.practice,
@@ -254,7 +254,7 @@ def test_save_calls_in_a_callers_session(db_engine: Engine) -> None:
 
 def test_save_calls_sets_aside_invalid_calls_and_stores_the_rest(db_engine: Engine) -> None:
     naive = _parsed(1, started_at=datetime(2026, 3, 2, 9, 30))
-    reversed_turn = _parsed(2, turns=[ParsedTurn(Speaker.agent, "Hi", 5.0, 1.0)])
+    reversed_turn = _parsed(2, turns=[ParsedTurn(Speaker.agent, 5.0, 1.0, "Hi")])
     bad_channel = _parsed(3, channel="fax", team="Not A Slug")
 
     result = save_calls(db_engine, [naive, reversed_turn, bad_channel, _parsed(4)], chunk_size=2)
@@ -289,3 +289,16 @@ def test_rejected_copies_are_reused_on_a_re_run(
 
     names = sorted(p.name for p in (tmp_path / "data" / "rejected").iterdir())
     assert names == ["bad.json", "bad.json.reason.txt"]
+
+
+def test_many_rejections_are_committed_in_batches_too(
+    db_engine: Engine, tmp_path: Path, write, run, rejected_rows
+) -> None:
+    for n in range(5):
+        write(f"bad/{n}.json", b"{")
+    write("bad/ok.json", json.dumps(_call(1)))
+
+    report = run(db_engine, tmp_path / "in" / "bad", batch_size=2)
+
+    assert (report.new, report.rejected) == (1, 5)
+    assert len(rejected_rows(db_engine)) == 5
