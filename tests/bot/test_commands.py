@@ -42,7 +42,9 @@ async def test_team_gaps_for_the_teams_manager(bot: Bot) -> None:
     assert "3/4 reps (75%)" in shown
     assert "Cohort gap" in shown
     assert "Largest gaps" in shown and "Ada" in shown
-    upload = await eventually(lambda: bot.slack.calls_to("files.completeUploadExternal", ok_only=True))
+    upload = await eventually(
+        lambda: bot.slack.calls_to("files.completeUploadExternal", ok_only=True)
+    )
     assert upload[0].body["channel_id"] == "DUMGR"
     [png] = bot.slack.uploads.values()
     assert png.startswith(b"\x89PNG")
