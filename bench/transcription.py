@@ -126,11 +126,11 @@ def bench_stt(
         figures["long_rtf"].append(joined_s / (time.perf_counter() - start))
         figures["long_cpu"].append((cpu_seconds() - cpu0) / joined_s)
 
-    label = f"{transcriber.name}-beam{transcriber._beam_size}"
+    label = f"{transcriber.name}-beam{transcriber.beam_size}"
     med = {k: statistics.median(v) for k, v in figures.items()}
     return {
         "model": transcriber.name,
-        "beam": str(transcriber._beam_size),
+        "beam": str(transcriber.beam_size),
         "live turn latency median / p90": (
             f"{med['live']:.2f} / {np.percentile(figures['live'], 90):.2f} s"
         ),

@@ -113,9 +113,9 @@ def transcribe_recording(
         left, right = audio
         if _same_signal(left, right):
             logger.info(
-                "stereo channels identical, transcribing as mono", extra={"path": str(path)}
+                "stereo channels identical, transcribing as mono", extra={"pii.path": str(path)}
             )
-            split, audio = False, left
+            audio = left
     duration = (len(audio[0]) if isinstance(audio, tuple) else len(audio)) / SAMPLE_RATE
     if duration == 0:
         raise RecordingError(f"`{path.name}` holds no audio samples", kind="empty")
@@ -135,7 +135,12 @@ def transcribe_recording(
         )
     logger.info(
         "recording transcribed",
-        extra={"path": str(path), "layout": layout, "turns": len(turns), "duration_s": duration},
+        extra={
+            "pii.path": str(path),
+            "layout": layout,
+            "turns": len(turns),
+            "duration_s": duration,
+        },
     )
     return Recording(
         path=path,

@@ -80,9 +80,9 @@ class WhisperTranscriber:
         language: Language code, or None to detect it (multilingual models only).
         beam_size: 1 decodes greedily, the fastest; 5 is Whisper's default.
         short_context: Let `transcribe` encode a short utterance in a window just longer
-            than itself (at least 10 s) instead of Whisper's fixed 30 s, which makes it about
-            three times faster at the same word error rate (see BENCHMARKS.md). A result that
-            looks like a repetition loop is redone the ordinary way.
+            than itself (at least 10 s) instead of Whisper's fixed 30 s, which makes a turn
+            two to three times faster at the same word error rate (see BENCHMARKS.md). A
+            result that looks like a repetition loop is redone the ordinary way.
         name: Model name for logs and metrics.
     """
 
@@ -106,6 +106,10 @@ class WhisperTranscriber:
     @property
     def language(self) -> str | None:
         return self._language
+
+    @property
+    def beam_size(self) -> int:
+        return self._beam_size
 
     async def transcribe(
         self,
