@@ -1617,6 +1617,174 @@ def practice(
         fail(str(exc))
 
 
+# -- web app --------------------------------------------------------------------------------
+
+user_app = typer.Typer(help="Sign-in to the web app: passwords.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+def _practice_service(context: Context) -> Any:
+    """The text practice chat's driver for the web app, or None (with the reason) when a part
+    it needs is not available."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    from evaluators.base import EvaluatorError
+    from evaluators.judges import make_judge
+    from scenarios import (
+        PracticeDriver,
+        PracticeRecorder,
+        TurnObserver,
+        make_engine,
+        open_checkpointer,
+    )
+    from web import PracticeService
+
+    settings = context.settings
+    library = _practice_library(settings)
+    rubrics = context.rubrics()
+    db = context.engine
+    try:
+        persona_engine = make_engine(settings.practice.persona_engine, settings.llm)
+        judge = make_judge(settings.practice.judge, settings, settings.data_dir / "models")
+    except (ValueError, EvaluatorError) as exc:
+        err_console.print(f"[yellow]practice pages off:[/yellow] {exc}", highlight=False)
+        return None
+    checkpoints = settings.practice.checkpoint_url or settings.data_dir / "practice.sqlite"
+
+    @asynccontextmanager
+    async def open_driver() -> Any:
+        from evaluators.embeddings import SentenceEncoder
+
+        observer = TurnObserver(await asyncio.to_thread(SentenceEncoder))
+        async with open_checkpointer(checkpoints) as saver:
+            yield PracticeDriver(
+                library=library,
+                rubrics=rubrics,
+                engine=persona_engine,
+                observer=observer,
+                recorder=PracticeRecorder(judge, rubrics, db),
+                checkpointer=saver,
+            )
+
+    return PracticeService(library, open_driver)
+
+
+def build_web_app(context: Context, *, practice: bool = True) -> Any:
+    """The FastAPI app `coachloop serve` runs. Other edges mount onto it here (the Slack
+    bot's HTTP handler takes `/slack/*`, which the web app leaves free)."""
+    from web import create_app
+
+    try:
+        return create_app(
+            engine=context.engine,
+            settings=context.settings,
+            rubrics=context.rubrics(),
+            rules=_coaching_rules(),
+            catalogue=_catalogue(),
+            practice=_practice_service(context) if practice else None,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on; default 127.0.0.1.")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port; default 8000.")] = None,
+    no_practice: Annotated[
+        bool, typer.Option("--no-practice", help="Leave out the practice pages.")
+    ] = False,
+) -> None:
+    """Serve the web app: team dashboards, rep pages, calibration, messages and practice."""
+    import uvicorn
+
+    context = ctx_of(ctx)
+    web = context.settings.web
+    web_app = build_web_app(context, practice=not no_practice)
+    address, listen = host or web.host, port or web.port
+    console.print(f"coachloop web app on http://{address}:{listen}/ (Ctrl+C stops it)")
+    # proxy_headers off: the client address must be the real peer, because the trusted
+    # proxy header is only believed from `trusted_proxies`.
+    uvicorn.run(web_app, host=address, port=listen, proxy_headers=False, log_config=None)
+
+
+@user_app.command("set-password")
+def user_set_password(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="External id or e-mail of the person.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set a person's web sign-in password (ends their signed-in sessions)."""
+    import sys
+
+    from web.users import UserError, set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        found = set_password(ctx_of(ctx).engine, person, password, now=datetime.now(UTC))
+    except UserError as exc:
+        fail(str(exc))
+    console.print(f"password set for {found.name} ({found.external_id}, {found.access})")
+
+
+@user_app.command("demo-passwords")
+def user_demo_passwords(
+    ctx: typer.Context,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="Instead of the documented demo password."),
+    ] = None,
+) -> None:
+    """Give everyone without a password the demo password, to try the demo organisation."""
+    from web.users import DEMO_PASSWORD, set_demo_passwords
+
+    chosen = password or DEMO_PASSWORD
+    changed = set_demo_passwords(ctx_of(ctx).engine, password=chosen, now=datetime.now(UTC))
+    for person in changed[:8]:
+        console.print(f"  {person.external_id} ({person.access})", highlight=False)
+    if len(changed) > 8:
+        console.print(f"  ... and {len(changed) - 8} more", highlight=False)
+    console.print(
+        f"{len(changed)} people can now sign in with the password `{chosen}`; everyone else "
+        "kept theirs. Not for a real organisation: set real passwords with "
+        "`coachloop user set-password`.",
+        highlight=False,
+    )
+
+
+# -- the main job ---------------------------------------------------------------------------
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    judge: Annotated[str, typer.Option("--judge", help="`offline` or `llm`.")] = "offline",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the demo organisation.")] = 7,
+) -> None:
+    """The main job on the embedded default: demo organisation, scoring, coaching, summary.
+
+    Safe to run again: each step only does what is not done yet.
+    """
+    console.rule("1/4 demo organisation")
+    demo(ctx, seed=seed)
+    console.rule("2/4 scoring every call")
+    score(ctx, judge=judge)
+    console.rule("3/4 coaching pipeline")
+    coach(ctx)
+    console.rule("4/4 what coachloop found")
+    coverage_command(ctx, period="month")
+    outbox(ctx, limit=12)
+
+
 def main() -> None:
     app()
 

@@ -127,6 +127,27 @@ class PracticeSettings(BaseModel):
     judge: Literal["offline", "llm"] = "offline"
 
 
+class WebSettings(BaseModel):
+    """The web app: where it listens, how sessions are kept, and sign-in behind a proxy."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    secret_key: SecretStr | None = None
+    """Signs session cookies; unset means one generated once and kept in `web-secret` under
+    the data dir (so sessions survive a restart)."""
+    https_only: bool = False
+    """Send the session cookie over HTTPS only; turn on whenever the app is served over TLS."""
+    session_hours: float = Field(default=12, gt=0)
+    max_failed_logins: int = Field(default=5, ge=1)
+    """Failed passwords in a row before the account is locked for `lockout_minutes`."""
+    lockout_minutes: float = Field(default=15, ge=0)
+    proxy_user_header: str | None = None
+    """Trust this request header (e.g. `X-Forwarded-Email` from oauth2-proxy) to name the
+    signed-in person by e-mail or external id; only from `trusted_proxies`."""
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    """Addresses or networks (CIDR) whose `proxy_user_header` is believed."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACHLOOP_",
@@ -153,6 +174,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     calibration: CalibrationSettings = CalibrationSettings()
     practice: PracticeSettings = PracticeSettings()
+    web: WebSettings = WebSettings()
 
     @property
     def resolved_database_url(self) -> str:

@@ -353,6 +353,7 @@ class OutboxMessage(SQLModel, table=True):
         Index("ix_outbox_status", "status", "created_at"),
         Index("ix_outbox_recipient", "recipient_id", "status"),
         Index("ix_outbox_kind_started", "kind", "interaction_started_at"),
+        Index("ix_outbox_interaction", "interaction_id", "kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -439,3 +440,36 @@ class Dispute(SQLModel, table=True):
     resolved_by: int | None = Field(default=None, foreign_key="person.id")
     created_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+
+
+# -- web app ---------------------------------------------------------------------------------
+
+
+class Credential(SQLModel, table=True):
+    """A person's password for the web app's built-in sign-in, as a salted scrypt hash."""
+
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
+    password_hash: str = Field(max_length=400)
+    """`scrypt$n$r$p$salt$hash`, salt and hash base64; never the password itself."""
+    failed_attempts: int = 0
+    """Failed sign-ins since the last good one; enough of them lock the account for a while."""
+    locked_until: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CalibrationItem(SQLModel, table=True):
+    """A call in a calibration set, for raters to score in the web app."""
+
+    set_name: str = Field(max_length=64, primary_key=True)
+    interaction_id: int = Field(foreign_key="interaction.id", primary_key=True)
+    added_by: int | None = Field(default=None, foreign_key="person.id")
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class CalibrationSubmission(SQLModel, table=True):
+    """A rater has finished a calibration set: their levels are final and the report opens."""
+
+    set_name: str = Field(max_length=64, primary_key=True)
+    rater: str = Field(max_length=128, primary_key=True)
+    """The rater as `HumanRating.rater` names them (the person's external id)."""
+    submitted_at: datetime = Field(default_factory=utcnow)
