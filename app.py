@@ -575,6 +575,138 @@ def coverage_command(
         console.print(reasons)
 
 
+# -- agreement with labelled sets -----------------------------------------------------------
+
+
+@app.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    labels: Annotated[
+        Path, typer.Option("--labels", help="Labelled JSONL set (id, turns, target_turn, labels).")
+    ],
+    criterion: Annotated[
+        list[str] | None,
+        typer.Option("--criterion", help="Criterion to score (repeatable); default: all labelled."),
+    ] = None,
+    rubric_file: Annotated[
+        Path | None,
+        typer.Option("--rubric", help="Rubric YAML defining the criteria; default: shipped ones."),
+    ] = None,
+    calibrate_on: Annotated[
+        Path | None,
+        typer.Option("--calibrate-on", help="Labelled JSONL to learn levels from (and save)."),
+    ] = None,
+    predictions_out: Annotated[
+        Path | None,
+        typer.Option("--predictions-out", help="Write {id, criterion, level} JSONL here."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", min=2, help="Learn by K-fold cross-validation inside --labels."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split.")] = 0,
+) -> None:
+    """Agreement of the offline judge with human labels: exact, within-one, weighted kappa."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from config.rubric import load_rubric
+    from evaluators.base import EvaluatorError
+    from evaluators.embeddings import SentenceEncoder
+    from evaluators.evaluation import (
+        EvaluationPlan,
+        EvaluationResult,
+        evaluate_labels,
+        find_rubrics,
+        load_labels,
+        write_predictions,
+    )
+    from evaluators.offline import OfflineJudge
+
+    context = ctx_of(ctx)
+    try:
+        label_file = load_labels(labels)
+        training = load_labels(calibrate_on).items if calibrate_on is not None else []
+        explicit = load_rubric(rubric_file) if rubric_file is not None else None
+        library = [] if explicit is not None else context.rubrics().rubrics
+        criteria = criterion or label_file.criteria
+        rubrics = find_rubrics(criteria, rubric=explicit, library=library)
+        encoder = SentenceEncoder(cache_size=500_000)
+    except (EvaluatorError, RubricError) as exc:
+        fail(str(exc))
+    for bad in label_file.set_aside:
+        err_console.print(f"[yellow]set aside:[/yellow] {bad}", highlight=False)
+    judge = OfflineJudge(encoder, models_dir=context.settings.data_dir / "models", cache_turns=True)
+    plan = EvaluationPlan(calibrate_on=training, folds=folds, seed=seed)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("[progress.description]{task.description}", *columns, console=console) as bar:
+        task = bar.add_task(f"scoring with {judge.name}", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        async def run() -> EvaluationResult:
+            return await evaluate_labels(
+                judge, label_file, rubrics, plan=plan, progress=on_progress
+            )
+
+        try:
+            result = asyncio.run(run())
+        except EvaluatorError as exc:
+            fail(str(exc))
+
+    for report in result.reports:
+        counts = ", ".join(f"{lvl}: {n}" for lvl, n in report.label_counts.items())
+        table = Table(
+            title=f"{report.criterion_id} (rubric `{report.rubric}`): n={report.n}, levels {counts}"
+        )
+        table.add_column("method", no_wrap=True)
+        for column in ("labels learnt", "n", "exact", "within-one", "QWK (95% CI)"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in report.rows:
+            a = row.agreement
+            kappa = _figure(a.kappa).replace("\n", " [").replace("–", ", ")
+            kappa += "]" if "[" in kappa else ""
+            table.add_row(
+                row.method,
+                str(row.labels_learnt),
+                f"{row.scored}" + (f" ({row.not_scored} unscored)" if row.not_scored else ""),
+                _figure(a.exact, interval=False),
+                _figure(a.within_one, interval=False),
+                kappa,
+            )
+        m = report.majority
+        table.add_row(
+            f"majority class (always {report.majority_level})",
+            "-",
+            str(report.n),
+            _figure(m.exact, interval=False),
+            _figure(m.within_one, interval=False),
+            "0.00" if m.kappa.value is None else _figure(m.kappa, interval=False),
+        )
+        if report.published_baseline is not None:
+            table.add_row(
+                "plain baseline (README)", "-", "-", "-", "-", f"{report.published_baseline:.2f}"
+            )
+        if report.human_kappa is not None:
+            table.add_row("people (README)", "-", "-", "-", "-", f"{report.human_kappa:.2f}")
+        console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    learnt = {r.criterion_id: max(x.labels_learnt for x in r.rows) for r in result.reports}
+    console.print(
+        f"{judge.name}: learnt from "
+        + ", ".join(f"{c} {n} labels" for c, n in learnt.items())
+        + "; 0 means the check rule alone",
+        highlight=False,
+    )
+    if predictions_out is not None:
+        write_predictions(predictions_out, result.predictions)
+        console.print(f"{len(result.predictions)} predictions written to {predictions_out}")
+
+
 # -- calibration ----------------------------------------------------------------------------
 
 

@@ -32,6 +32,9 @@ class Transcript:
     interaction_id: int | None = None
     role: str | None = None
     """The rep's job role, which selects role-specific criteria."""
+    target_turn: int | None = None
+    """Position in `turns` of the one turn being judged, the turns before it its context;
+    None judges the whole interaction."""
 
 
 @dataclass(frozen=True, slots=True)
