@@ -1,4 +1,4 @@
-"""LiveKit Agents adapters over the local engines; the one module of `voice` engines that imports livekit.
+"""LiveKit Agents adapters over the local engines; the only engine module that imports livekit.
 
 Both are batch engines: LiveKit's `AgentSession` wraps `WhisperSTT` in its `stt.StreamAdapter`
 with a VAD (Silero, from `livekit-plugins-silero`) and `PiperTTS` in its `tts.StreamAdapter`,
