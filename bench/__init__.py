@@ -1,0 +1,1 @@
+"""Benchmarks, each runnable as `uv run python bench/<name>.py`."""
