@@ -72,7 +72,7 @@ class Context:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -1022,6 +1022,7 @@ def coach(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="At most N interactions.")
     ] = None,
+    show: Annotated[int, typer.Option("--show", min=0, help="Rows per table printed.")] = 15,
 ) -> None:
     """Run the coaching pipeline: trends, triggers, decisions, practice and messages."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -1076,16 +1077,18 @@ def coach(
     table = Table(title=f"Triggers ({len(coaching_triggers)}, plus {flags} session flags)")
     for column in ("id", "kind", "rep / team", "criterion", "status", "why"):
         table.add_column(column)
-    for t in coaching_triggers:
+    for t in coaching_triggers[max(len(coaching_triggers) - show, 0) :]:
         who = names.get(t.rep_id, "") if t.rep_id else f"team {t.team_id}"
         table.add_row(
             str(t.id), t.kind, who, t.criterion_id or "", t.status, t.why.get("summary", "")
         )
     console.print(table)
+    if len(coaching_triggers) > show:
+        console.print(f"... and {len(coaching_triggers) - show} earlier triggers")
     table = Table(title=f"Assignments ({len(assignments)})")
     for column in ("id", "rep", "scenario", "criterion", "reason"):
         table.add_column(column)
-    for a in assignments:
+    for a in assignments[max(len(assignments) - show, 0) :]:
         table.add_row(str(a.id), names.get(a.rep_id, ""), a.scenario_slug, a.criterion_id, a.reason)
     console.print(table)
     if decisions:
@@ -1499,18 +1502,38 @@ def scenario_list(
 
 
 @scenario_app.command("lint")
-def scenario_lint(ctx: typer.Context) -> None:
-    """Check every scenario: criteria exist in the role's rubric, anchors are observable,
-    signals can be observed, and every rubric criterion is practised at two difficulties."""
+def scenario_lint(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scenario files to check, e.g. a draft; default: the library."),
+    ] = None,
+) -> None:
+    """Check scenarios: criteria exist in the role's rubric, anchors are observable, signals
+    can be observed, and every rubric criterion is practised at two difficulties."""
     from rich.table import Table
 
     from config.rubric_lint import Severity, has_errors
-    from scenarios.lint import lint_library
+    from scenarios import ScenarioError, ScenarioLibrary, load_scenario
+    from scenarios.lint import lint_library, lint_scenario
 
     context = ctx_of(ctx)
     library = _practice_library(context.settings)
-    report = lint_library(library, context.rubrics())
+    rubrics = context.rubrics()
     failed = bool(library.errors or library.personas.errors)
+    if files:
+        report = {}
+        for path in files:
+            try:
+                scenario = load_scenario(path, library.company, library.personas)
+            except ScenarioError as exc:
+                err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+                failed = True
+                continue
+            alone = ScenarioLibrary([scenario], personas=library.personas, company=library.company)
+            report[str(path)] = lint_scenario(scenario, alone, rubrics)
+    else:
+        report = lint_library(library, rubrics)
     for slug, findings in report.items():
         if not findings:
             console.print(f"[green]ok[/green] {slug}", highlight=False)
@@ -1524,11 +1547,12 @@ def scenario_lint(ctx: typer.Context) -> None:
             table.add_row(f"[{colour}]{f.severity}[/{colour}]", f.where, f.problem, f.suggestion)
         console.print(table)
         failed = failed or has_errors(findings)
-    console.print(
-        f"{len(library)} scenarios, {len(library.personas)} personas; "
-        f"{len(library.errors) + len(library.personas.errors)} files set aside",
-        highlight=False,
-    )
+    if not files:
+        console.print(
+            f"{len(library)} scenarios, {len(library.personas)} personas; "
+            f"{len(library.errors) + len(library.personas.errors)} files set aside",
+            highlight=False,
+        )
     if failed:
         raise typer.Exit(1)
 

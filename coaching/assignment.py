@@ -182,7 +182,7 @@ def assign_practice(
         select(Assignment.id).where(Assignment.dedupe_key == dedupe_key)
     ).one()
     if created:
-        logger.info(
+        logger.debug(
             "practice assigned",
             extra={
                 "assignment_id": assignment_id,

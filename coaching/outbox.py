@@ -63,7 +63,7 @@ def enqueue(
         select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
     ).one()
     if created:
-        logger.info(
+        logger.debug(
             "message queued",
             extra={"message_id": message_id, "kind": kind, "recipient_id": recipient_id},
         )

@@ -318,7 +318,7 @@ def decide_step(ctx: CoachingContext, state: dict[str, Any]) -> dict[str, Any]:
         decision = "individual_coaching"
     else:
         decision = "feedback_only"
-    logger.info(
+    logger.debug(
         "coaching decided",
         extra={"interaction_id": scored.interaction_id, "decision": decision},
     )

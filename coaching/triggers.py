@@ -89,7 +89,7 @@ def _record(session: Session, *, dedupe_key: str, now: datetime, **fields: Any) 
     insert_ignore(session, CoachingTrigger, [row], keys=["dedupe_key"])
     trigger_id = _existing(session, dedupe_key)
     assert trigger_id is not None
-    logger.info(
+    logger.debug(
         "trigger recorded",
         extra={
             "trigger_id": trigger_id,

@@ -34,7 +34,7 @@ class TriggerRules(_Frozen):
     min_sessions: int = Field(default=5, ge=1)
     """Scored sessions on the criterion within the window before any rule can fire."""
     decline_sessions: int = Field(default=3, ge=2, le=10)
-    decline_strict: bool = False
+    decline_strict: bool = True
     """Strict: every session lower than the one before; otherwise never rising, lower at the end."""
     cohort_share: float = Field(default=0.4, gt=0, le=1)
     cohort_min_reps: int = Field(default=3, ge=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlmodel import Session, select
 
@@ -11,12 +13,12 @@ from store.models import Person
 from tests.bot.conftest import Bot, eventually
 
 
-def answer(bot: Bot, token: str = "cmd") -> dict:
+def answer(bot: Bot, token: str = "cmd") -> dict[str, Any]:
     found = [body for t, body in bot.slack.responses if t == token]
     return found[-1] if found else {}
 
 
-def text_of(body: dict) -> str:
+def text_of(body: dict[str, Any]) -> str:
     parts = [str(body.get("text", ""))]
     for block in body.get("blocks") or []:
         for key in ("text",):

@@ -21,7 +21,8 @@ from store.models import (
     OutboxMessage,
     Score,
 )
-from tests.bot.conftest import T0, Bot, eventually
+from tests.bot.conftest import Bot, eventually
+from tests.coaching.conftest import T0
 
 
 def thread(bot: Bot, channel: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -30,6 +31,16 @@ def thread(bot: Bot, channel: str) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not top:
         return {}, []
     return top[-1], [m for m in messages if m.get("thread_ts") == top[-1]["ts"]]
+
+
+async def wait_for_thread(
+    bot: Bot, channel: str, replies: int = 1
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def ready() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        top, found = thread(bot, channel)
+        return (top, found) if len(found) >= replies else None
+
+    return await eventually(ready)
 
 
 def add_assignment(bot: Bot, scenario: str = "support-double-charge") -> int:
@@ -45,6 +56,7 @@ def add_assignment(bot: Bot, scenario: str = "support-double-charge") -> int:
         )
         session.add(assignment)
         session.flush()
+        assert assignment.id is not None
         return assignment.id
 
 
@@ -59,7 +71,7 @@ async def test_practise_now_runs_a_roleplay_in_a_dm_thread_and_scores_it(bot: Bo
     response = await bot.block_action("UADA", blocks.PRACTISE_NOW, value)
 
     assert response.status_code == 200
-    top, replies = await eventually(lambda: (t := thread(bot, "DUADA"))[1] and t)
+    top, replies = await wait_for_thread(bot, "DUADA")
     assert "Practice:" in texts(top)
     [opening] = replies
     end_button = [e for b in opening["blocks"] if b["type"] == "actions" for e in b["elements"]][0]
@@ -100,7 +112,7 @@ async def test_practise_now_runs_a_roleplay_in_a_dm_thread_and_scores_it(bot: Bo
 async def test_a_retried_event_is_answered_once(bot: Bot) -> None:
     add_assignment(bot)
     await bot.command("/practice", "support-double-charge", "UADA")
-    top, _ = await eventually(lambda: (t := thread(bot, "DUADA"))[1] and t)
+    top, _ = await wait_for_thread(bot, "DUADA")
     event = {
         "type": "message",
         "channel": "DUADA",
@@ -168,7 +180,9 @@ async def test_dispute_button_opens_a_modal_and_the_reason_reaches_the_manager(b
     assert "your dispute is with your manager" in confirmation[-1]["text"]
 
 
-def submission(user: str, view: dict[str, Any], score_id: int | None, reason: str) -> dict:
+def submission(
+    user: str, view: dict[str, Any], score_id: int | None, reason: str
+) -> dict[str, Any]:
     selected = {"selected_option": {"value": str(score_id)}} if score_id else {}
     return {
         "type": "view_submission",
@@ -300,7 +314,10 @@ async def test_home_tab_for_a_rep_and_for_a_manager(bot: Bot) -> None:
     await bot.event({"type": "app_home_opened", "user": "UADA", "tab": "home"}, event_id="E1")
     await bot.event({"type": "app_home_opened", "user": "UMGR", "tab": "home"}, event_id="E2")
 
-    views = await eventually(lambda: len(bot.slack.views) == 2 and bot.slack.views)
+    def both() -> dict[str, dict[str, Any]] | None:
+        return bot.slack.views if len(bot.slack.views) == 2 else None
+
+    views = await eventually(both)
     rep_home = json.dumps(views["UADA"])
     assert views["UADA"]["type"] == "home"
     assert "Your criteria" in rep_home and "below the bar" in rep_home

@@ -99,7 +99,7 @@ def test_role_override_applies_to_that_role_only(
 @pytest.mark.parametrize("rules", [parse_coaching_rules({"triggers": {"min_sessions": 3}})])
 @pytest.mark.parametrize(
     ("levels", "fires"),
-    [([3, 3, 2], True), ([2, 2, 2], False)],
+    [([3, 2, 1], True), ([3, 3, 2], False)],
 )
 def test_decline_across_three_sessions(
     org: Org,

@@ -114,7 +114,9 @@ def test_turns_get_a_vector_per_sentence_and_their_mean(encoder: SentenceEncoder
     text = "I'm so sorry about that. Can I take the postcode on the account?"
 
     (turn,) = encoder.encode_turns([text])
-    sentences = encoder.encode(["I'm so sorry about that.", "Can I take the postcode on the account?"])
+    sentences = encoder.encode(
+        ["I'm so sorry about that.", "Can I take the postcode on the account?"]
+    )
 
     assert [text[a:b] for a, b in turn.sentences][1] == "Can I take the postcode on the account?"
     assert np.allclose(turn.sentence_vectors, sentences, atol=1e-5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config.rubric import SHIPPED_RUBRIC_DIR, Rubric, load_rubric
-from evaluators.base import Judge, Transcript, TurnView, Unscored
+from evaluators.base import Judge, Transcript, TurnView, Unscored, Verdict
 from evaluators.offline import (
     MODELS_SUBDIR,
     LabelError,
@@ -160,7 +160,7 @@ async def test_a_judged_turn_is_scored_alone_with_earlier_turns_as_context(
     whole = await judge.evaluate(call(*turns), rubric)
     judged = await judge.evaluate(call(*turns, target=2), rubric)
 
-    def observed(verdict: object, check_id: str) -> bool:
+    def observed(verdict: Verdict, check_id: str) -> bool:
         return any(
             c.observed for cv in verdict.criteria for c in cv.checks if c.check_id == check_id
         )
