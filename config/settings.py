@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -148,6 +154,79 @@ class WebSettings(BaseModel):
     """Addresses or networks (CIDR) whose `proxy_user_header` is believed."""
 
 
+class LiveKitSettings(BaseModel):
+    """Voice practice in LiveKit rooms: the server, its API key, the worker and join tokens.
+
+    `url`, `api_key` and `api_secret` are also read from LiveKit's own variable names
+    (`LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET`); the `COACHLOOP_LIVEKIT__` names
+    win when both are set.
+    """
+
+    url: str | None = None
+    """The LiveKit server the worker registers with (`wss://livekit.example.com`)."""
+    public_url: str | None = None
+    """The address browsers connect to, when it differs from `url`; unset: `url`."""
+    api_key: str | None = None
+    api_secret: SecretStr | None = None
+    agent_name: str = Field(default="coachloop-practice", min_length=1, max_length=64)
+    """The name the worker registers under; join tokens dispatch this agent to the room."""
+    room_prefix: str = Field(default="practice", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    """Start of every practice room's name, to tell them apart on a shared LiveKit server."""
+    token_ttl_minutes: float = Field(default=10, gt=0, le=24 * 60)
+    """How long a rep's join token stays valid; a session that started runs on past it."""
+    idle_processes: int = Field(default=1, ge=0)
+    """Job processes the worker keeps warm, each with the speech models loaded."""
+    load_threshold: float = Field(default=0.7, gt=0, le=1)
+    """CPU load above which the worker stops taking new rooms (another worker gets them)."""
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    """The worker's health check (`GET /` answers `OK`); 0 picks a free port."""
+
+    @property
+    def enabled(self) -> bool:
+        return not self.missing()
+
+    def missing(self) -> list[str]:
+        """The variables still needed to use LiveKit, by their LiveKit names."""
+        needed = {
+            "LIVEKIT_URL": self.url,
+            "LIVEKIT_API_KEY": self.api_key,
+            "LIVEKIT_API_SECRET": self.api_secret,
+        }
+        return [name for name, value in needed.items() if not value]
+
+    @property
+    def client_url(self) -> str | None:
+        return self.public_url or self.url
+
+
+PLAIN_LIVEKIT_VARIABLES = {
+    "url": "LIVEKIT_URL",
+    "api_key": "LIVEKIT_API_KEY",
+    "api_secret": "LIVEKIT_API_SECRET",
+}
+
+
+class _PlainLiveKitVariables(PydanticBaseSettingsSource):
+    """`LIVEKIT_URL`, `LIVEKIT_API_KEY` and `LIVEKIT_API_SECRET` from the environment or `.env`,
+    below the `COACHLOOP_LIVEKIT__` names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *sources: EnvSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, str] = {}
+        for source in self._sources:
+            for key, name in PLAIN_LIVEKIT_VARIABLES.items():
+                value = source.env_vars.get(name.lower()) or source.env_vars.get(name)
+                if value and key not in found:
+                    found[key] = value
+        return {"livekit": found} if found else {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACHLOOP_",
@@ -175,6 +254,25 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = CalibrationSettings()
     practice: PracticeSettings = PracticeSettings()
     web: WebSettings = WebSettings()
+    livekit: LiveKitSettings = LiveKitSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        plain = [s for s in (env_settings, dotenv_settings) if isinstance(s, EnvSettingsSource)]
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            _PlainLiveKitVariables(settings_cls, *plain),
+            file_secret_settings,
+        )
 
     @property
     def resolved_database_url(self) -> str:
