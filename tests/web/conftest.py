@@ -21,6 +21,18 @@ from sqlalchemy.engine import Engine
 
 from config.settings import Settings, WebSettings
 from store.db import make_engine, migrate
+
+# headless Chromium over the live app, for page tests (see tests/web/browser.py)
+from tests.web.browser import (  # noqa: F401
+    browser,
+    chromium_extra_args,
+    pytest_terminal_summary,
+    shoot_page,
+    web_app,
+    web_page,
+    web_seed,
+    web_url,
+)
 from tests.web.seed import NOW, PASSWORD, RUBRICS, Seed, seed_org
 from web import create_app
 
