@@ -72,11 +72,34 @@ def resolve_secret(settings: Settings) -> str:
     return value
 
 
+def content_security_policy(settings: Settings) -> str:
+    """The page policy; with LiveKit configured, pages may also connect to its server."""
+    origin = _livekit_origin(settings.livekit.client_url) if settings.livekit.enabled else None
+    if origin is None:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+
+
+def _livekit_origin(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    if not parts.netloc or parts.scheme not in ("ws", "wss", "http", "https"):
+        return None
+    # the client signals over a WebSocket and checks the server over HTTP on failure
+    ws, http = ("wss", "https") if secure else ("ws", "http")
+    return f"{ws}://{parts.netloc} {http}://{parts.netloc}"
+
+
 class ResponseHeaders:
     """Adds security headers and a `Server-Timing` entry with the time spent in the app."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policy: str = CONTENT_SECURITY_POLICY) -> None:
         self.app = app
+        self.policy = policy.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,7 +119,7 @@ class ResponseHeaders:
                     (b"x-frame-options", b"DENY"),
                 ]
                 if b"content-security-policy" not in present:
-                    extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                    extra.append((b"content-security-policy", self.policy))
                 message["headers"] = headers + [(k, v) for k, v in extra if k not in present]
             await send(message)
 
@@ -150,7 +173,15 @@ def create_app(
         practice: The practice driver for the text chat; None hides practice.
         clock: Now, in UTC; tests fix it.
     """
-    from web.routes import api, auth, calibration, outbox, pages, practice as practice_routes
+    from web.routes import (
+        api,
+        auth,
+        calibration,
+        livekit as livekit_routes,
+        outbox,
+        pages,
+        practice as practice_routes,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -190,13 +221,14 @@ def create_app(
         same_site="lax",
         https_only=settings.web.https_only,
     )
-    app.add_middleware(ResponseHeaders)
+    app.add_middleware(ResponseHeaders, policy=content_security_policy(settings))
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
     protected = [Depends(check_csrf)]
     for module in (auth, pages, calibration, outbox, practice_routes):
         app.include_router(module.router, dependencies=protected, include_in_schema=False)
     app.include_router(api.router, prefix="/api", dependencies=protected)
+    app.include_router(livekit_routes.router, prefix="/api", dependencies=protected)
 
     @app.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> Response:
