@@ -1917,6 +1917,133 @@ def user_demo_passwords(
     )
 
 
+# -- Slack ----------------------------------------------------------------------------------
+
+
+def _slack_parts(context: Context, *, practice: bool = True) -> dict[str, Any]:
+    """What the Slack app is built from; text practice is left out (with the reason) when
+    its judge cannot be made."""
+    from evaluators.base import EvaluatorError
+    from evaluators.judges import make_judge
+
+    settings = context.settings
+    parts: dict[str, Any] = {
+        "engine": context.engine,
+        "settings": settings,
+        "rubrics": context.rubrics(),
+        "rules": _coaching_rules(),
+        "catalogue": _catalogue(),
+    }
+    if practice:
+        try:
+            parts["judge"] = make_judge(
+                settings.practice.judge, settings, settings.data_dir / "models"
+            )
+            parts["library"] = _practice_library(settings)
+        except (ValueError, EvaluatorError) as exc:
+            err_console.print(f"[yellow]practice in Slack off:[/yellow] {exc}", highlight=False)
+    return parts
+
+
+def slack_coroutine(
+    context: Context,
+    *,
+    practice: bool = True,
+    port: int | None = None,
+    deliver: bool = True,
+    started: Any = None,
+) -> Any:
+    """The Slack app and the outbox delivery as one coroutine (`asyncio.run` it), for a
+    process of its own; it ends on SIGINT or SIGTERM. Raises `bot.app.BotConfigError` when
+    a token or the signing secret is missing."""
+    from bot.app import check_settings, serve
+
+    check_settings(context.settings.slack)
+    return serve(
+        **_slack_parts(context, practice=practice), port=port, deliver=deliver, started=started
+    )
+
+
+def attach_slack(context: Context, web_app: Any, *, web_base_url: str | None = None) -> bool:
+    """Run the Slack app inside the web app's server when a bot token is set (Socket Mode,
+    or HTTP at the web app's `/slack/events`); False, with the reason printed, when it
+    does not. `web_base_url` is where the web app listens, for links from Slack when
+    COACHLOOP_SLACK__WEB_BASE_URL is unset."""
+    from bot.app import BotConfigError, attach
+
+    if not context.settings.slack_enabled:
+        console.print(
+            "Slack is off (no COACHLOOP_SLACK__BOT_TOKEN): messages stay in the outbox, "
+            "on the web app's Messages page and in `coachloop outbox`",
+            highlight=False,
+        )
+        return False
+    try:
+        attach(web_app, web_base_url=web_base_url, **_slack_parts(context))
+    except BotConfigError as exc:
+        err_console.print(f"[yellow]Slack off:[/yellow] {exc}", highlight=False)
+        return False
+    mode = "Socket Mode" if context.settings.slack.app_token else "HTTP at /slack/events"
+    console.print(f"Slack app on, in {mode}, delivering the outbox", highlight=False)
+    return True
+
+
+@app.command("slack")
+def slack_command(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option("--port", help="HTTP mode: port; default 3000.")
+    ] = None,
+    no_practice: Annotated[
+        bool, typer.Option("--no-practice", help="No text practice in DM threads.")
+    ] = False,
+    no_delivery: Annotated[
+        bool, typer.Option("--no-delivery", help="Answer Slack only; leave the outbox alone.")
+    ] = False,
+    manifest: Annotated[
+        bool, typer.Option("--manifest", help="Print the Slack app manifest and stop.")
+    ] = False,
+) -> None:
+    """Run the Slack app with the outbox delivery: Socket Mode when an app token is set,
+    else HTTP at /slack/events. Ctrl+C stops it."""
+    import asyncio
+
+    from bot.app import BotConfigError, RunningBot, manifest_text
+
+    if manifest:
+        print(manifest_text(), end="")  # noqa: T201 (the manifest is the command's output)
+        return
+    context = ctx_of(ctx)
+
+    def started(bot: RunningBot) -> None:
+        if bot.socket_mode:
+            where = "connected to Slack in Socket Mode"
+        else:
+            where = (
+                f"listening on http://{context.settings.slack.host}:{bot.http_port}/slack/events"
+            )
+        work = "" if no_delivery else "; delivering the outbox"
+        console.print(
+            f"coachloop Slack app {where}{work} (Ctrl+C stops it)", highlight=False, soft_wrap=True
+        )
+        if bot.undelivered.items:
+            reasons = ", ".join(f"{k} {v}" for k, v in bot.undelivered.by_reason().items())
+            err_console.print(
+                f"[yellow]{len(bot.undelivered.items)} messages could not be delivered[/yellow] "
+                f"({reasons}); see `coachloop outbox --status failed`",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    try:
+        job = slack_coroutine(
+            context, practice=not no_practice, port=port, deliver=not no_delivery, started=started
+        )
+        asyncio.run(job)
+    except BotConfigError as exc:
+        fail(str(exc))
+
+
 # -- the main job ---------------------------------------------------------------------------
 
 

@@ -1,12 +1,14 @@
 """The Slack app: the Bolt app, and the process that serves it with the delivery worker.
 
 ```python
-app = build_app(engine=engine, settings=settings.slack, rubrics=rubrics, services=...)
-await serve(engine=engine, settings=settings, rubrics=rubrics, ...)   # Socket Mode or HTTP
+app = build_app(engine=engine, settings=settings.slack, rubrics=rubrics, ...)
+await serve(engine=engine, settings=settings, rubrics=rubrics, ...)   # a process of its own
+attach(web_app, engine=engine, settings=settings, ...)               # inside the web app
 ```
 
 Socket Mode when an app token is set (no public URL needed); otherwise HTTP mode, with
-Slack's requests verified by the signing secret at `/slack/events` under uvicorn.
+Slack's requests verified by the signing secret at `/slack/events`, under uvicorn or on the
+web app's own server. Either way the outbox delivery worker runs beside it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -28,7 +35,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 
-from bot.delivery import DeliveryOptions, DeliveryWorker
+from bot.delivery import DeliveryOptions, DeliveryWorker, UndeliveredReport, undelivered_report
 from bot.listeners import register
 from bot.services import Services
 from coaching.catalogue import ScenarioCatalogue
@@ -156,7 +163,83 @@ async def open_practice(
         )
 
 
-async def serve(
+def check_settings(slack: SlackSettings) -> None:
+    """The settings needed to serve Slack at all.
+
+    Raises:
+        BotConfigError: A token or the signing secret is missing; the message names it.
+    """
+    if slack.bot_token is None:
+        raise BotConfigError(
+            "Serving Slack needs a bot token; set COACHLOOP_SLACK__BOT_TOKEN (the `xoxb-` "
+            "token on the app's OAuth & Permissions page). Without one, messages stay in the "
+            "outbox: `coachloop outbox` and the web app's Messages page"
+        )
+    if slack.app_token is None and slack.signing_secret is None:
+        raise BotConfigError(
+            "HTTP mode needs the signing secret to verify Slack's requests; set "
+            "COACHLOOP_SLACK__SIGNING_SECRET (Basic Information > App Credentials), or "
+            "COACHLOOP_SLACK__APP_TOKEN for Socket Mode"
+        )
+
+
+def _error_of(exc: SlackApiError) -> str:
+    response = exc.response
+    return str(response.get("error") or "") if response is not None else ""
+
+
+async def check_credentials(client: AsyncWebClient, slack: SlackSettings) -> str | None:
+    """Ask Slack whether the tokens work, before anything is served.
+
+    Returns:
+        A Socket Mode WebSocket URL when an app token is set, else None.
+
+    Raises:
+        BotConfigError: Slack refused a token or cannot be reached; the message names the
+            setting to fix.
+    """
+    where = slack.api_base_url or "https://slack.com/api/"
+    try:
+        await client.auth_test()
+    except SlackApiError as exc:
+        raise BotConfigError(
+            f"Slack refused the bot token ({_error_of(exc)}); check "
+            "COACHLOOP_SLACK__BOT_TOKEN (it starts with `xoxb-`, on the app's OAuth & "
+            "Permissions page, after the app is installed)"
+        ) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise BotConfigError(
+            f"Slack's Web API at {where} cannot be reached ({type(exc).__name__}); check the "
+            "network, or COACHLOOP_SLACK__API_BASE_URL if it is set"
+        ) from None
+    if slack.app_token is None:
+        return None
+    try:
+        opened = await client.apps_connections_open(app_token=slack.app_token.get_secret_value())
+    except SlackApiError as exc:
+        raise BotConfigError(
+            f"Slack refused the app token for Socket Mode ({_error_of(exc)}); check "
+            "COACHLOOP_SLACK__APP_TOKEN (an app-level `xapp-` token with the "
+            "`connections:write` scope), or unset it to serve Slack over HTTP"
+        ) from None
+    return str(opened["url"])
+
+
+@dataclass
+class RunningBot:
+    """The Slack app while it runs: the Bolt app, how Slack reaches it, and the delivery."""
+
+    app: AsyncApp
+    socket_mode: bool
+    worker: DeliveryWorker | None
+    undelivered: UndeliveredReport
+    """Messages Slack could not take before this start (reported at start-up)."""
+    http_port: int | None = None
+    """HTTP mode under `serve`: the port Slack's requests arrive at."""
+
+
+@asynccontextmanager
+async def running(
     *,
     engine: Engine,
     settings: Settings,
@@ -165,30 +248,39 @@ async def serve(
     catalogue: ScenarioCatalogue,
     library: ScenarioLibrary | None = None,
     judge: Judge | None = None,
-    port: int | None = None,
     deliver: bool = True,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run the Slack app and the delivery worker until stopped (SIGINT or SIGTERM).
+    web_base_url: str | None = None,
+) -> AsyncIterator[RunningBot]:
+    """The Slack app with its delivery worker, for the lifetime of the block.
 
-    Socket Mode when `settings.slack.app_token` is set, else HTTP mode on
-    `settings.slack.host`:`port`. Text practice runs when a scenario library and a judge
-    are given.
+    In Socket Mode (an app token is set) the WebSocket to Slack is open inside the block; in
+    HTTP mode the caller serves `bot.http.create_asgi_app(running.app)` or mounts it.
+
+    Args:
+        engine: The database.
+        settings: Process settings; `settings.slack` must hold a bot token, and the signing
+            secret or an app token.
+        rubrics: The organisation's rubrics.
+        rules: Coaching rules.
+        catalogue: Scenarios a cohort decision may assign.
+        library: Scenarios for text practice in DM threads; with `judge`, turns it on.
+        judge: Scores practice sessions.
+        deliver: Run the outbox delivery worker.
+        web_base_url: The web app's address for links, when `settings.slack.web_base_url`
+            is unset (the web app runs in this process).
+
+    Raises:
+        BotConfigError: A setting is missing or Slack refused a token.
     """
     slack = settings.slack
-    if slack.bot_token is None:
-        raise BotConfigError(
-            "Serving Slack needs a bot token; set COACHLOOP_SLACK__BOT_TOKEN (without one, "
-            "messages stay in the outbox: `coachloop outbox`)"
-        )
-    socket_mode = slack.app_token is not None
-    if not socket_mode and slack.signing_secret is None:
-        raise BotConfigError(
-            "HTTP mode needs the signing secret to verify Slack's requests; set "
-            "COACHLOOP_SLACK__SIGNING_SECRET, or COACHLOOP_SLACK__APP_TOKEN for Socket Mode"
-        )
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
+    check_settings(slack)
+    if web_base_url and not slack.web_base_url:
+        slack = slack.model_copy(update={"web_base_url": web_base_url})
+    url = await check_credentials(web_client(slack, retries=False), slack)
+    report = await asyncio.to_thread(undelivered_report, engine)
+    if report.items:
+        logger.warning("messages undeliverable", extra={"by_reason": report.by_reason()})
+    stop = asyncio.Event()
     async with AsyncExitStack() as stack:
         practice: PracticeDriver | None = None
         if library is not None and judge is not None:
@@ -208,55 +300,221 @@ async def serve(
             practice=practice,
             pipeline=pipeline,
         )
-        tasks: list[asyncio.Task[None]] = []
+        worker: DeliveryWorker | None = None
+        task: asyncio.Task[None] | None = None
         if deliver:
             worker = DeliveryWorker(
                 engine,
                 web_client(slack, retries=False),
                 DeliveryOptions.from_settings(slack, digest_hour_utc=rules.alerts.digest_hour_utc),
             )
-            tasks.append(asyncio.create_task(worker.run(stop)))
+            task = asyncio.create_task(worker.run(stop))
+        handler: Any = None
         try:
-            if socket_mode:
-                await _serve_socket_mode(app, slack, stop, loop)
-            else:
-                await _serve_http(app, slack.host, port or slack.port)
+            if url is not None:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                assert slack.app_token is not None
+                handler = AsyncSocketModeHandler(app, slack.app_token.get_secret_value())
+                handler.client.wss_uri = url  # the URL the credential check was given
+                await handler.connect_async()
+                logger.info("slack connected in socket mode")
+            yield RunningBot(
+                app=app, socket_mode=url is not None, worker=worker, undelivered=report
+            )
         finally:
             stop.set()
-            for task in tasks:
+            if handler is not None:
+                await handler.close_async()
+            if task is not None:
                 with suppress(asyncio.CancelledError):
                     await task
 
 
-async def _serve_socket_mode(
-    app: AsyncApp, slack: SlackSettings, stop: asyncio.Event, loop: asyncio.AbstractEventLoop
+async def serve(
+    *,
+    engine: Engine,
+    settings: Settings,
+    rubrics: RubricLibrary,
+    rules: CoachingRules,
+    catalogue: ScenarioCatalogue,
+    library: ScenarioLibrary | None = None,
+    judge: Judge | None = None,
+    port: int | None = None,
+    deliver: bool = True,
+    stop: asyncio.Event | None = None,
+    started: Callable[[RunningBot], None] | None = None,
 ) -> None:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    """Run the Slack app and the delivery worker until `stop` is set or SIGINT / SIGTERM.
 
-    assert slack.app_token is not None
+    Socket Mode when `settings.slack.app_token` is set, else HTTP mode on
+    `settings.slack.host`:`port` (default `settings.slack.port`) at `/slack/events`. Text
+    practice runs when a scenario library and a judge are given; `started` is called once
+    Slack can reach the app.
+
+    Raises:
+        BotConfigError: A setting is missing or Slack refused a token.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError):
+        with suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    handler = AsyncSocketModeHandler(app, slack.app_token.get_secret_value())
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    logger.info("slack connected in socket mode")
     try:
-        await stop.wait()
+        async with running(
+            engine=engine,
+            settings=settings,
+            rubrics=rubrics,
+            rules=rules,
+            catalogue=catalogue,
+            library=library,
+            judge=judge,
+            deliver=deliver,
+        ) as bot:
+            if bot.socket_mode:
+                if started is not None:
+                    started(bot)
+                await stop.wait()
+            else:
+                slack = settings.slack
+                listen = slack.port if port is None else port
+                await _serve_http(bot, slack.host, listen, stop, started)
     finally:
-        await handler.close_async()  # type: ignore[no-untyped-call]
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
 
 
-async def _serve_http(app: AsyncApp, host: str, port: int) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BotConfigError(
+            f"Cannot listen for Slack on {host}:{port} ({exc.strerror or exc}); set "
+            "COACHLOOP_SLACK__HOST / COACHLOOP_SLACK__PORT, or --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve_http(
+    bot: RunningBot,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    started: Callable[[RunningBot], None] | None,
+) -> None:
     import uvicorn
 
     from bot.http import create_asgi_app
 
+    ready = asyncio.Event()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            ready.set()
+
+    sock = _listen(host, port)
     config = uvicorn.Config(
-        create_asgi_app(app), host=host, port=port, log_level="warning", access_log=False
+        create_asgi_app(bot.app),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        log_config=None,
     )
-    server = uvicorn.Server(config)
-    logger.info("slack listening over http", extra={"host": host, "port": port})
-    await server.serve()
+    server = Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    stopping = asyncio.create_task(stop.wait())
+    readying = asyncio.create_task(ready.wait())
+    try:
+        await asyncio.wait({serving, readying}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            bot.http_port = int(sock.getsockname()[1])
+            logger.info("slack listening over http", extra={"host": host, "port": bot.http_port})
+            if started is not None:
+                started(bot)
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        readying.cancel()
+        await serving
+        sock.close()
+
+
+def attach(
+    asgi_app: Any,
+    *,
+    engine: Engine,
+    settings: Settings,
+    rubrics: RubricLibrary,
+    rules: CoachingRules,
+    catalogue: ScenarioCatalogue,
+    library: ScenarioLibrary | None = None,
+    judge: Judge | None = None,
+    web_base_url: str | None = None,
+) -> None:
+    """Run the Slack app inside a Starlette / FastAPI app's lifespan (the web app).
+
+    The bot starts when the server starts and stops with it; in HTTP mode Slack's requests
+    are answered at `/slack/events` of the same server. Missing settings are an error here;
+    when Slack refuses a token at start-up, the reason is logged and the web app serves on
+    without Slack.
+
+    Raises:
+        BotConfigError: A token or the signing secret is missing.
+    """
+    check_settings(settings.slack)
+    inner = asgi_app.router.lifespan_context
+    routed: list[Any] = []
+
+    async def slack_events(request: Any) -> Any:
+        from starlette.responses import PlainTextResponse
+
+        if not routed:
+            return PlainTextResponse("the Slack app is not running", status_code=503)
+        return await routed[0].handle(request)
+
+    if settings.slack.app_token is None:
+        from bot.http import EVENTS_PATH
+
+        asgi_app.router.add_route(EVENTS_PATH, slack_events, methods=["POST"])
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        async with inner(app) as state, AsyncExitStack() as stack:
+            try:
+                bot = await stack.enter_async_context(
+                    running(
+                        engine=engine,
+                        settings=settings,
+                        rubrics=rubrics,
+                        rules=rules,
+                        catalogue=catalogue,
+                        library=library,
+                        judge=judge,
+                        web_base_url=web_base_url,
+                    )
+                )
+            except BotConfigError as exc:
+                # the web app still serves; Slack stays off until the setting is fixed
+                logger.error("slack app not started", extra={"reason": str(exc)})
+                yield state
+                return
+            from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
+            routed.append(AsyncSlackRequestHandler(bot.app))
+            try:
+                yield state
+            finally:
+                routed.clear()
+
+    asgi_app.router.lifespan_context = lifespan
 
 
 def manifest_text() -> str:

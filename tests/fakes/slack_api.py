@@ -5,7 +5,9 @@ or JSON body and a bearer token, `{"ok": true, ...}` on success, `{"ok": false, 
 with HTTP 200 on an API error, and HTTP 429 with `Retry-After` when rate limited. Posted
 messages are kept per channel, with their metadata, so `conversations.history` can answer.
 It also serves the upload URLs of `files.getUploadURLExternal` and slash-command
-`response_url`s.
+`response_url`s, and Socket Mode: `apps.connections.open` (with an `xapp-` token) hands out a
+`ws://` URL on the same server, which greets each connection with `hello`, sends the
+envelopes a test queues with `send_envelope`, and records the acknowledgements.
 
 ```python
 with FakeSlackApi() as slack:
@@ -28,7 +30,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 BOT_USER_ID = "UCOACHBOT"
 
@@ -68,6 +70,8 @@ class _State:
     limits: list[RateLimit] = field(default_factory=list)
     accepted_at: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     rate_limited: int = 0
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    socket_connections: int = 0
 
 
 class FakeSlackApi:
@@ -80,6 +84,9 @@ class FakeSlackApi:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._envelopes: asyncio.Queue[dict[str, Any]] | None = None
+        self._envelope_ids = itertools.count(1)
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -185,6 +192,43 @@ class FakeSlackApi:
         with self._lock:
             return self._state.rate_limited
 
+    @property
+    def acks(self) -> list[dict[str, Any]]:
+        """What the app answered to Socket Mode envelopes (`envelope_id`, maybe `payload`)."""
+        with self._lock:
+            return list(self._state.acks)
+
+    @property
+    def socket_connections(self) -> int:
+        """Socket Mode connections opened so far."""
+        with self._lock:
+            return self._state.socket_connections
+
+    def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = True
+    ) -> str:
+        """Queue a Socket Mode envelope (`slash_commands`, `events_api`, `interactive`) for
+        the newest connection; returns its `envelope_id`."""
+        assert self._loop is not None and self._envelopes is not None
+        envelope_id = f"env-{next(self._envelope_ids)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if kind == "events_api":
+            envelope.update(retry_attempt=0, retry_reason="")
+        self._loop.call_soon_threadsafe(self._envelopes.put_nowait, envelope)
+        return envelope_id
+
+    def refresh_socket(self) -> None:
+        """Ask the connected app to reconnect, as Slack does every few hours."""
+        assert self._loop is not None and self._envelopes is not None
+        self._loop.call_soon_threadsafe(
+            self._envelopes.put_nowait, {"type": "disconnect", "reason": "refresh_requested"}
+        )
+
     def response_url(self, token: str = "cmd") -> str:
         return f"{self.root_url}/response/{token}"
 
@@ -203,6 +247,9 @@ class FakeSlackApi:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/response/{token}", self._response)
+        app.router.add_get("/socket-mode", self._socket_mode)
+        self._envelopes = asyncio.Queue()
+        app.on_shutdown.append(self._close_sockets)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -257,7 +304,7 @@ class FakeSlackApi:
             call.error = "not_authed"
             return web.json_response({"ok": False, "error": "not_authed"})
         try:
-            result = self._handle(method, body)
+            result = self._handle(method, body, token)
         except _ApiError as exc:
             call.error = exc.error
             return web.json_response({"ok": False, "error": exc.error})
@@ -276,7 +323,7 @@ class FakeSlackApi:
             seen.append(now)
         return False
 
-    def _handle(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, method: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
         with self._lock:
             if method == "auth.test":
                 return {
@@ -287,6 +334,11 @@ class FakeSlackApi:
                     "team": "Harbor",
                     "user": "coachloop",
                 }
+            if method == "apps.connections.open":
+                if not str(token or "").startswith("xapp-"):
+                    raise _ApiError("not_allowed_token_type")
+                ticket = next(self._ts)
+                return {"url": f"ws://127.0.0.1:{self.port}/socket-mode?ticket={ticket}"}
             if method == "conversations.open":
                 users = str(body.get("users", "")).split(",")[0]
                 if users in self._state.user_errors:
@@ -379,6 +431,53 @@ class FakeSlackApi:
         with self._lock:
             self._state.responses.append((request.match_info["token"], body))
         return web.Response(text="ok")
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        """One Socket Mode connection: `hello`, then queued envelopes out and acks in.
+
+        Pings from the client are answered with pongs by aiohttp (autoping)."""
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        with self._lock:
+            self._state.socket_connections += 1
+            number = self._state.socket_connections
+        self._sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": f"applink-{number}", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A0COACH"},
+            }
+        )
+        sender = asyncio.create_task(self._send_envelopes(socket))
+        try:
+            async for message in socket:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                answer = json.loads(message.data)
+                with self._lock:
+                    self._state.acks.append(answer)
+        finally:
+            sender.cancel()
+            self._sockets.remove(socket)
+        return socket
+
+    async def _send_envelopes(self, socket: web.WebSocketResponse) -> None:
+        assert self._envelopes is not None
+        while not socket.closed:
+            envelope = await self._envelopes.get()
+            if socket.closed or self._sockets[-1] is not socket:
+                self._envelopes.put_nowait(envelope)  # for the newer connection
+                await asyncio.sleep(0.01)
+                continue
+            await socket.send_json(envelope)
+            if envelope.get("type") == "disconnect":
+                return
+
+    async def _close_sockets(self, _: web.Application) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
 
 
 class _ApiError(Exception):
