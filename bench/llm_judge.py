@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import multiprocessing
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,7 @@ from config.rubric import SHIPPED_RUBRIC_DIR, load_rubric  # noqa: E402
 from config.settings import LlmSettings  # noqa: E402
 from evaluators.base import Transcript, TurnView, Verdict  # noqa: E402
 from evaluators.llm import LlmJudge, RunUsage  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAIServer, Reply, Usage  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAIServer, careful_judge  # noqa: E402
 
 AGENT_LINES = [
     "Thanks for calling Harbor Broadband, this call is recorded for training and quality.",
@@ -68,37 +65,6 @@ def make_calls(n: int, turns: int) -> list[Transcript]:
     return calls
 
 
-def scripted_judge(latency_s: float) -> Callable[[dict[str, Any]], Reply]:
-    """A server handler that answers like a careful model: valid shape, verbatim quotes."""
-
-    def handler(body: dict[str, Any]) -> Reply:
-        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        start = user.index("\n", user.index("<<<TRANSCRIPT ")) + 1
-        turns = json.loads(user[start : user.index("\n<<<END TRANSCRIPT ", start)])
-        first = {
-            "agent": next(t for t in turns if t["speaker"] == "agent"),
-            "customer": next(t for t in turns if t["speaker"] == "customer"),
-        }
-        schema = body["response_format"]["json_schema"]["schema"]
-        criteria: dict[str, Any] = {}
-        for cid, spec in schema["properties"]["criteria"]["properties"].items():
-            checks = {}
-            for check_id in spec["properties"]["checks"]["properties"]:
-                seed = hashlib.sha256(f"{check_id}:{turns[0]['text']}".encode()).digest()[0]
-                speaker = "customer" if check_id == "customer_raises_concern" else "agent"
-                turn = first[speaker]
-                if seed % 3:
-                    quote = " ".join(turn["text"].split()[:5])
-                    checks[check_id] = {"observed": True, "turn": turn["turn"], "quote": quote}
-                else:
-                    checks[check_id] = {"observed": False, "turn": None, "quote": None}
-            criteria[cid] = {"checks": checks, "rationale": None}
-        usage = Usage(prompt_tokens=len(user) // 4, completion_tokens=180)
-        return Reply.json({"criteria": criteria}, usage=usage, delay_s=latency_s)
-
-    return handler
-
-
 def ideal_seconds(n: int, latency_s: float, concurrency: int, limit: int, window_s: float) -> float:
     """Finish time of the fastest schedule: request k starts no sooner than request k-C ends
     and no sooner than one window after request k-L started."""
@@ -126,7 +92,7 @@ def busiest_window(arrivals: list[float], window_s: float) -> int:
 
 def serve(latency_s: float, conn: Connection) -> None:
     """Run the scripted server in its own process, so it does not share the judge's GIL."""
-    with FakeOpenAIServer(handler=scripted_judge(latency_s)) as server:
+    with FakeOpenAIServer(handler=careful_judge(latency_s)) as server:
         conn.send(server.base_url)
         conn.recv()
         conn.send(([r.arrived_at for r in server.chat_requests], server.max_in_flight))

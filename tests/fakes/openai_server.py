@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -565,3 +567,41 @@ async def _send_stream(
     await write_event("[DONE]")
     writer.write(b"0\r\n\r\n")
     await writer.drain()
+
+
+def careful_judge(latency_s: float = 0.0) -> Handler:
+    """A handler that answers the LLM judge like a careful model: the schema it asked for,
+    quotes copied verbatim from the transcript, checks observed or not by a hash of the call.
+    """
+
+    def handler(body: dict[str, Any]) -> Reply:
+        system = next(m["content"] for m in body["messages"] if m["role"] == "system")
+        speakers = {
+            check_id: "customer" if who == "the customer" else "agent"
+            for check_id, who in re.findall(r"`(\w+)` \([^;)]*; words by ([a-z ]+)\)", system)
+        }
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        start = user.index("\n", user.index("<<<TRANSCRIPT ")) + 1
+        turns = json.loads(user[start : user.index("\n<<<END TRANSCRIPT ", start)])
+        first = {
+            "agent": next(t for t in turns if t["speaker"] == "agent"),
+            "customer": next(t for t in turns if t["speaker"] == "customer"),
+        }
+        schema = body["response_format"]["json_schema"]["schema"]
+        criteria: dict[str, Any] = {}
+        for cid, spec in schema["properties"]["criteria"]["properties"].items():
+            checks = {}
+            for check_id in spec["properties"]["checks"]["properties"]:
+                seed = hashlib.sha256(f"{check_id}:{turns[0]['text']}".encode()).digest()[0]
+                speaker = speakers.get(check_id, "agent")
+                turn = first[speaker]
+                if seed % 3:
+                    quote = " ".join(turn["text"].split()[:5])
+                    checks[check_id] = {"observed": True, "turn": turn["turn"], "quote": quote}
+                else:
+                    checks[check_id] = {"observed": False, "turn": None, "quote": None}
+            criteria[cid] = {"checks": checks, "rationale": None}
+        usage = Usage(prompt_tokens=len(user) // 4, completion_tokens=180)
+        return Reply.json({"criteria": criteria}, usage=usage, delay_s=latency_s)
+
+    return handler
