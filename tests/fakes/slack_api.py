@@ -66,6 +66,7 @@ class _State:
     user_errors: dict[str, str] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)
     responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    response_arrivals: list[tuple[str, float]] = field(default_factory=list)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     limits: list[RateLimit] = field(default_factory=list)
     accepted_at: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
@@ -175,6 +176,12 @@ class FakeSlackApi:
         """Bodies posted to slash-command response URLs, as (token, body)."""
         with self._lock:
             return list(self._state.responses)
+
+    @property
+    def response_arrivals(self) -> list[tuple[str, float]]:
+        """(token, `time.monotonic()`) of each post to a response URL, in arrival order."""
+        with self._lock:
+            return list(self._state.response_arrivals)
 
     @property
     def views(self) -> dict[str, dict[str, Any]]:
@@ -427,9 +434,11 @@ class FakeSlackApi:
         return web.Response(text=f"OK - {len(data)}")
 
     async def _response(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         body = await self._read_body(request)
         with self._lock:
             self._state.responses.append((request.match_info["token"], body))
+            self._state.response_arrivals.append((request.match_info["token"], arrived))
         return web.Response(text="ok")
 
     async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
