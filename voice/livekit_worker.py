@@ -97,9 +97,18 @@ def check_settings(settings: LiveKitSettings) -> None:
 
 
 def build_server(
-    setup: WorkerSetup, *, executor: JobExecutorType = JobExecutorType.PROCESS
+    setup: WorkerSetup,
+    *,
+    executor: JobExecutorType = JobExecutorType.PROCESS,
+    load: Callable[[], float] | None = None,
 ) -> AgentServer:
     """The LiveKit agent server for practice rooms, not yet running.
+
+    Args:
+        setup: Settings and the practice backend for the job processes.
+        executor: Run jobs in processes (the default: one crash ends one session) or threads.
+        load: How busy the worker is, 0 to 1; above `COACHLOOP_LIVEKIT__LOAD_THRESHOLD` it
+            takes no new rooms. Default: LiveKit's measure of this machine's CPU.
 
     Raises:
         WorkerConfigError: LiveKit settings are missing or wrong.
@@ -117,6 +126,7 @@ def build_server(
         port=settings.health_port,
         drain_timeout=DRAIN_TIMEOUT_S,
         setup_fnc=functools.partial(prewarm, setup),
+        load_fnc=load,
     )
     server.rtc_session(
         functools.partial(entrypoint, setup),
