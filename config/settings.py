@@ -227,6 +227,20 @@ class _PlainLiveKitVariables(PydanticBaseSettingsSource):
         return {"livekit": found} if found else {}
 
 
+class JobSettings(BaseModel):
+    broker_url: str | None = None
+    """Celery broker, e.g. `redis://127.0.0.1:6379/0` or `amqp://guest:guest@127.0.0.1:5672//`;
+    unset runs every pipeline step in the calling process."""
+    queue: str = "coachloop"
+    """Queue the scoring and coaching jobs go to; workers listen on it."""
+    batch_size: int = Field(default=16, ge=1, le=500)
+    """Calls per job: scored together by the judge, then coached."""
+    judge: Literal["offline", "llm"] = "offline"
+    """Which judge the workers score with."""
+    max_retries: int = Field(default=5, ge=0)
+    """Attempts after a job fails (database or endpoint unreachable), with backoff."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACHLOOP_",
@@ -255,6 +269,7 @@ class Settings(BaseSettings):
     practice: PracticeSettings = PracticeSettings()
     web: WebSettings = WebSettings()
     livekit: LiveKitSettings = LiveKitSettings()
+    jobs: JobSettings = JobSettings()
 
     @classmethod
     def settings_customise_sources(
