@@ -14,7 +14,10 @@ before anything is posted), opens the recipient's DM, posts the rendered blocks 
 - **Failures.** Passing ones (5xx, connection errors, `ratelimited`, `service_unavailable`)
   are retried with exponential backoff up to `max_attempts`; permanent ones (no such user,
   DMs to the app blocked, no Slack id) are recorded with their reason and reported by
-  `undelivered_report` and `coachloop outbox`.
+  `undelivered_report`, at the start of `coachloop slack`, in `coachloop outbox` and on the
+  web app's Messages page.
+- **People known by e-mail only.** A recipient without a Slack id is looked up by e-mail
+  (`users.lookupByEmail`) and the id is stored; no match is a permanent `users_not_found`.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot import blocks
-from coaching.access import slack_user_ids
+from coaching.access import link_slack_user, slack_user_ids
 from coaching.feedback import render_text
 from coaching.outbox import build_digests, claim, mark_failed, mark_sent, reschedule, undelivered
 from config.settings import SlackSettings
-from store.models import OutboxMessage, utcnow
+from store.models import OutboxMessage, Person, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +224,7 @@ class DeliveryWorker:
             self.options.messages_per_minute, self.options.channel_interval_s
         )
         self._channels: dict[str, str] = {}
+        self._looked_up: dict[int, str | None] = {}
 
     # -- running --------------------------------------------------------------------------
 
@@ -299,10 +304,11 @@ class DeliveryWorker:
         self, message: OutboxMessage, slack_user: str | None, stats: DeliveryStats
     ) -> None:
         assert message.id is not None
-        if not slack_user:
-            await self._give_up(message, "missing_slack_id", stats)
-            return
         try:
+            slack_user = slack_user or await self._look_up(message.recipient_id)
+            if not slack_user:
+                await self._give_up(message, "missing_slack_id", stats)
+                return
             channel = await self._open(slack_user)
             if message.attempts > 1:
                 ref = await self._find_delivered(channel, message)
@@ -355,6 +361,32 @@ class DeliveryWorker:
                 "slack unreachable", extra={"method": method, "error": type(exc).__name__}
             )
             raise _CallFailed(method, "connection_error", 0, None) from None
+
+    async def _look_up(self, person_id: int) -> str | None:
+        """The Slack id of a person known only by e-mail (`users.lookupByEmail`), stored on
+        the person once found; None when the person has no e-mail either.
+
+        Raises:
+            _CallFailed: Slack has no user with that e-mail (`users_not_found`), or the
+                call failed.
+        """
+        if person_id in self._looked_up:
+            return self._looked_up[person_id]
+        email = await asyncio.to_thread(_email_of, self.engine, person_id)
+        if not email:
+            return None
+        found = await self._call(
+            "users.lookupByEmail", self.client.users_lookupByEmail, email=email
+        )
+        slack_user = str((found.get("user") or {}).get("id") or "") or None
+        if slack_user:
+            await asyncio.to_thread(link_slack_user, self.engine, slack_user, email)
+            logger.info(
+                "slack user found by e-mail",
+                extra={"person_id": person_id, "slack_user": slack_user},
+            )
+        self._looked_up[person_id] = slack_user
+        return slack_user
 
     async def _open(self, slack_user: str) -> str:
         channel = self._channels.get(slack_user)
@@ -472,6 +504,12 @@ class DeliveryWorker:
             )
             return
         await self._give_up(message, exc.error, stats)
+
+
+def _email_of(engine: Engine, person_id: int) -> str | None:
+    with Session(engine) as session:
+        person = session.get(Person, person_id)
+    return person.email if person is not None and person.email else None
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,29 @@ async def test_permanent_failures_are_recorded_and_the_rest_go_through(
     assert (await DeliveryWorker(db_engine, client(slack), FAST).run_once()).handled == 0
 
 
+async def test_people_known_by_email_only_are_found_in_slack_once(db_engine: Engine) -> None:
+    with session_scope(db_engine) as session:
+        fay = Person(external_id="fay", name="Fay", email="Fay@Harbor.example")
+        stranger = Person(external_id="sam", name="Sam", email="sam@elsewhere.example")
+        session.add_all([fay, stranger])
+    users = {"UFAY": {"name": "fay", "profile": {"email": "fay@harbor.example"}}}
+    with FakeSlackApi(users=users) as slack:
+        ids = [queue(db_engine, fay, "fay-1"), queue(db_engine, fay, "fay-2")]
+        lost = queue(db_engine, stranger, "sam-1")
+
+        stats = await DeliveryWorker(db_engine, client(slack), FAST).run_once()
+
+        assert (stats.sent, stats.failed) == (2, 1)
+        assert sorted(delivered_ids(slack)) == sorted(ids)
+        assert [m["channel"] for m in slack.all_messages] == ["DUFAY", "DUFAY"]
+        lookups = slack.calls_to("users.lookupByEmail")
+        assert [c.body["email"] for c in lookups] == ["Fay@Harbor.example", "sam@elsewhere.example"]
+    with Session(db_engine) as session:
+        stored = session.get(Person, fay.id)
+        assert stored is not None and stored.slack_user_id == "UFAY"
+    assert outbox(db_engine)[lost].last_error == "users_not_found"
+
+
 async def run_until_delivered(worker: DeliveryWorker, engine: Engine, rounds: int = 200) -> Any:
     total = delivery.DeliveryStats()
     for _ in range(rounds):

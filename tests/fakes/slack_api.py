@@ -396,6 +396,12 @@ class FakeSlackApi:
                 return {"view": {"id": "V1", **(body.get("view") or {})}}
             if method == "views.open":
                 return {"view": {"id": "V2", **(body.get("view") or {})}}
+            if method == "users.lookupByEmail":
+                wanted = str(body.get("email", "")).strip().lower()
+                for user_id, known in self._users.items():
+                    if str((known.get("profile") or {}).get("email", "")).lower() == wanted:
+                        return {"user": {"id": user_id, **known}}
+                raise _ApiError("users_not_found")
             if method == "users.info":
                 user = str(body.get("user"))
                 if user not in self._users:
