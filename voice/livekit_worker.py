@@ -96,6 +96,20 @@ def check_settings(settings: LiveKitSettings) -> None:
         )
 
 
+def check_models(setup: WorkerSetup) -> None:
+    """Prepare the speech models now (the Whisper base model is joined once), so that a
+    missing model stops the worker at start-up rather than every job process.
+
+    Raises:
+        VoiceError: A model is missing or broken; the message names the setting.
+    """
+    from voice.engines import model_cache_dir
+    from voice.models import piper_voice_files, whisper_model_dir
+
+    whisper_model_dir(setup.voice.whisper_model, model_cache_dir(setup.voice, setup.data_dir))
+    piper_voice_files(setup.voice.piper_voice)
+
+
 def build_server(
     setup: WorkerSetup,
     *,
