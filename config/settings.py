@@ -82,6 +82,16 @@ class VoiceSettings(BaseModel):
     """Channel of a stereo call recording that holds the rep; `none` transcribes it mixed."""
     recording_mono_speakers: Literal["other", "alternate"] = "other"
     """Speakers of a mono recording: all `other`, or alternating agent and customer per pause."""
+    web_practice: bool = True
+    """Serve voice practice from the web app over its WebSocket (loads the speech models when
+    `coachloop serve` starts)."""
+    turn_detection: Literal["vad", "turn-detector"] = "vad"
+    """End of the rep's turn: after `endpointing_delay_s` of silence (`vad`), or when
+    LiveKit's local end-of-turn model agrees (`turn-detector`, waiting up to 3 s)."""
+    endpointing_delay_s: float = Field(default=0.4, ge=0.05, le=5.0)
+    """Silence after the rep's speech before their turn ends."""
+    interruption_min_s: float = Field(default=0.4, ge=0.05, le=5.0)
+    """How long the rep must talk over the persona to stop it."""
 
 
 class IngestSettings(BaseModel):
