@@ -1856,16 +1856,42 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the web app: team dashboards, rep pages, calibration, messages and practice."""
-    import uvicorn
-
     context = ctx_of(ctx)
-    web = context.settings.web
     web_app = build_web_app(context, practice=not no_practice)
-    address, listen = host or web.host, port or web.port
-    console.print(f"coachloop web app on http://{address}:{listen}/ (Ctrl+C stops it)")
-    # proxy_headers off: the client address must be the real peer, because the trusted
-    # proxy header is only believed from `trusted_proxies`.
-    uvicorn.run(web_app, host=address, port=listen, proxy_headers=False, log_config=None)
+    serve_web(context, web_app, host=host, port=port)
+
+
+def serve_web(
+    context: Context,
+    web_app: Any,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    edges: Any = (),
+    before: Any = None,
+) -> None:
+    """Serve `web_app` in the foreground until Ctrl+C, with `edges` (see `web.serving`)
+    running beside it. The address is bound first, so a taken port fails before anything
+    starts; `before(url)` is called once it is listening."""
+    import asyncio
+
+    from web.serving import ListenError, listen, serve as serve_app
+
+    web = context.settings.web
+    address, number = host or web.host, port or web.port
+    try:
+        sock = listen(address, number)
+    except ListenError as exc:
+        fail(str(exc))
+    shown = f"[{address}]" if ":" in address else address
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if before is not None:
+        before(url)
+    console.print(f"coachloop web app on {url} (Ctrl+C stops it)", highlight=False)
+    try:
+        asyncio.run(serve_app(web_app, sock, edges=edges))
+    except KeyboardInterrupt:
+        console.print("web app stopped")
 
 
 @user_app.command("set-password")
@@ -2052,8 +2078,16 @@ def run(
     ctx: typer.Context,
     judge: Annotated[str, typer.Option("--judge", help="`offline` or `llm`.")] = "offline",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo organisation.")] = 7,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Stop after the summary; do not serve the web app.")
+    ] = False,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Web app address; default 127.0.0.1.")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Web app port; default 8000.")] = None,
 ) -> None:
-    """The main job on the embedded default: demo organisation, scoring, coaching, summary.
+    """The main job on the embedded default: demo organisation, scoring, coaching, summary,
+    then the web app on the demo organisation until Ctrl+C.
 
     Safe to run again: each step only does what is not done yet.
     """
@@ -2066,6 +2100,58 @@ def run(
     console.rule("4/4 what coachloop found")
     coverage_command(ctx, period="month")
     outbox(ctx, limit=12)
+    context = ctx_of(ctx)
+    sign_ins = _demo_sign_ins(context)
+    if no_serve:
+        web = context.settings.web
+        where = f"http://{web.host}:{web.port}/"
+        _print_demo_sign_ins(sign_ins, f"run `coachloop serve`, open {where} and sign in")
+        return
+    console.rule("the web app")
+    web_app = build_web_app(context)
+
+    def before_serving(url: str) -> None:
+        attach_slack(context, web_app, web_base_url=url)
+        _print_demo_sign_ins(sign_ins, f"open {url} and sign in")
+
+    serve_web(context, web_app, host=host, port=port, before=before_serving)
+
+
+def _demo_sign_ins(context: Context) -> dict[str, Any]:
+    """Give the demo's people the demo password (those without one), and say who to try."""
+    from web.users import demo_sign_ins, set_demo_passwords
+
+    set_demo_passwords(context.engine, now=datetime.now(UTC))
+    return demo_sign_ins(context.engine)
+
+
+def _print_demo_sign_ins(found: dict[str, Any], how: str) -> None:
+    from web.users import DEMO_PASSWORD
+
+    if not found:
+        console.print(
+            "Sign in with a password set by `coachloop user set-password` (the demo's people "
+            "have passwords of their own already).",
+            highlight=False,
+        )
+        return
+    console.print(f"Dashboard: {how}.", highlight=False, soft_wrap=True)
+    labels = {"manager": "as the demo manager", "admin": "as an admin", "rep": "as a rep"}
+    for kind, person in found.items():
+        email = f" ({person.email})" if person.email else ""
+        console.print(
+            f"  {labels[kind]}: [bold]{person.external_id}[/bold]{email}, password "
+            f"[bold]{DEMO_PASSWORD}[/bold]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        "[yellow]Demo passwords, for the demo organisation only:[/yellow] everyone without a "
+        f"password signs in with `{DEMO_PASSWORD}`; give real people real passwords with "
+        "`coachloop user set-password`.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.db import session_scope
-from store.models import Credential, Person
+from store.models import Access, Credential, Person, TeamManager
 from web.passwords import burn_time, check_strength, hash_password, verify_password
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,40 @@ def set_demo_passwords(
             session.add(Credential(person_id=person.id, password_hash=stored, updated_at=now))
     logger.info("demo passwords set", extra={"people": len(people)})
     return list(people)
+
+
+def demo_sign_ins(engine: Engine, *, password: str = DEMO_PASSWORD) -> dict[str, Person]:
+    """Who to try the demo as: the manager of the most teams, an admin and a rep, each only
+    if their password is still `password`. Keyed by `manager`, `admin`, `rep`."""
+    with Session(engine) as session:
+        teams = func.count(col(TeamManager.team_id))
+        managers = session.exec(
+            select(Person)
+            .join(TeamManager, col(TeamManager.person_id) == col(Person.id))
+            .where(col(Person.active).is_(True))
+            .group_by(col(Person.id))
+            .order_by(teams.desc(), col(Person.external_id))
+            .limit(5)
+        ).all()
+        candidates: dict[str, list[Person]] = {"manager": list(managers)}
+        for access in (Access.admin, Access.rep):
+            candidates[access.value] = list(
+                session.exec(
+                    select(Person)
+                    .where(Person.access == access, col(Person.active).is_(True))
+                    .where(col(Person.team_id).is_not(None) | (Person.access == Access.admin))
+                    .order_by(col(Person.external_id))
+                    .limit(5)
+                ).all()
+            )
+        found: dict[str, Person] = {}
+        for kind, people in candidates.items():
+            for person in people:
+                credential = session.get(Credential, person.id)
+                if credential and verify_password(password, credential.password_hash):
+                    found[kind] = person
+                    break
+    return found
 
 
 @dataclass(frozen=True, slots=True)
