@@ -6,8 +6,8 @@ whose name and metadata are a practice ticket (`voice.rooms`), and runs each one
 process that has loaded the speech models once, when it was started (prewarm). A job joins
 the room, waits for the rep, runs the scenario's persona (`voice.agent`) on the room's audio,
 and when the session ends sends the scored feedback to the rep as a text stream on
-`coachloop.feedback`; the rep ends the session early with `{"type": "end"}` on
-`coachloop.control`.
+`coachloop.practice` (the same JSON events as the WebSocket transport); the rep ends the
+session early with `{"type": "end"}` on `coachloop.control`.
 
 This module is glue: which practice runs is read from the room, and everything else is the
 practice driver's. Workers scale horizontally: start more of them against the same server
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from livekit import rtc
 from livekit.agents import (
@@ -43,7 +43,10 @@ from config.settings import LiveKitSettings, VoiceSettings
 from scenarios import PracticeDriver, PracticeResult, ScenarioError, SessionNotFoundError
 from voice.engines import VoiceEngines, load_engines
 from voice.errors import VoiceError
-from voice.rooms import CONTROL_TOPIC, FEEDBACK_TOPIC, PracticeJob, RoomError, practice_job
+from voice.rooms import CONTROL_TOPIC, EVENTS_TOPIC, PracticeJob, RoomError, practice_job
+
+if TYPE_CHECKING:
+    from voice.agent import PracticeCall
 
 logger = logging.getLogger(__name__)
 
@@ -210,10 +213,10 @@ async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
     log = {"room": job.room.name, "assignment_id": job.room.assignment_id}
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     rep = await ctx.wait_for_participant(identity=job.rep_identity)
-    feedback = FeedbackSender(ctx.room, job.rep_identity)
+    events = RoomEvents(ctx.room, job.rep_identity)
 
     async with setup.practice.open_driver() as driver:
-        if await _resume_interrupted(driver, job, feedback):
+        if await _resume_interrupted(driver, job, events):
             ctx.shutdown("practice session already ran in this room")
             return
         try:
@@ -229,18 +232,18 @@ async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
             )
         except ScenarioError as exc:
             logger.warning("practice not started", extra={**log, "reason": str(exc)})
-            await feedback.error(str(exc))
+            await events.error(str(exc))
             ctx.shutdown("practice could not start")
             return
 
         sent = asyncio.Event()
 
         async def send_result(result: PracticeResult) -> None:
-            await feedback.result(result)
+            await events.result(result)
             sent.set()
 
         async def send_failure(_: Exception) -> None:
-            await feedback.error("The session ended but could not be scored; try again later.")
+            await events.error("The session ended but could not be scored; try again later.")
             sent.set()
 
         call.on_result(send_result)
@@ -253,11 +256,12 @@ async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
             if packet.participant.identity != job.rep_identity or not _is_end(packet.data):
                 return
             logger.info("rep ended the practice session", extra=log)
-            task = asyncio.create_task(call.end(), name="practice.end")
+            task = asyncio.create_task(_end(call), name="practice.end")
             ending.add(task)
             task.add_done_callback(ending.discard)
 
         ctx.room.on("data_received", on_data)
+        await events.ready(call)
         await call.session.start(
             call.agent,
             room=ctx.room,
@@ -274,9 +278,14 @@ async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
     ctx.shutdown("practice session over")
 
 
-async def _resume_interrupted(
-    driver: PracticeDriver, job: PracticeJob, out: FeedbackSender
-) -> bool:
+async def _end(call: PracticeCall) -> None:
+    try:
+        await call.end()
+    except Exception:
+        pass  # logged by the agent and sent to the rep by the error listener
+
+
+async def _resume_interrupted(driver: PracticeDriver, job: PracticeJob, out: RoomEvents) -> bool:
     """A second job in the same room (the first worker stopped): score what was said."""
     try:
         await driver.get_session(job.room.session_id)
@@ -295,12 +304,26 @@ def _is_end(data: bytes) -> bool:
     return isinstance(message, dict) and message.get("type") == "end"
 
 
-class FeedbackSender:
-    """Sends the rep their scored feedback (or why there is none) over a text stream."""
+class RoomEvents:
+    """Sends the rep the session's events (start, scored feedback, errors) as text streams."""
 
     def __init__(self, room: rtc.Room, identity: str) -> None:
         self._room = room
         self._identity = identity
+
+    async def ready(self, call: PracticeCall) -> None:
+        start = call.start
+        await self._send(
+            {
+                "type": "ready",
+                "session_id": start.session_id,
+                "title": start.title,
+                "persona": start.persona,
+                "briefing": start.briefing,
+                "turn_limit": start.turn_limit,
+                "time_box_minutes": start.time_box_minutes,
+            }
+        )
 
     async def result(self, result: PracticeResult) -> None:
         await self._send({"type": "feedback", "result": result.model_dump(mode="json")})
@@ -318,7 +341,7 @@ class FeedbackSender:
         try:
             await self._room.local_participant.send_text(
                 json.dumps(message),
-                topic=FEEDBACK_TOPIC,
+                topic=EVENTS_TOPIC,
                 destination_identities=[self._identity],
                 compress=False,
             )

@@ -27,8 +27,10 @@ _ROOM = re.compile(
     r"^(?P<prefix>[a-z][a-z0-9-]*)-a(?P<assignment>[1-9][0-9]*)-(?P<attempt>[0-9a-f]{12})$"
 )
 
-FEEDBACK_TOPIC = "coachloop.feedback"
-"""Data messages from the agent to the rep: the scored feedback, or why the session stopped."""
+EVENTS_TOPIC = "coachloop.practice"
+"""Text streams from the agent to the rep: JSON events shaped as on the WebSocket transport
+(`voice.ws_transport`): `ready` when the session starts, `feedback` with the scored result,
+`error` when it cannot start or be scored."""
 CONTROL_TOPIC = "coachloop.control"
 """Data messages from the rep to the agent: `{"type": "end"}` ends the session."""
 
