@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -2068,6 +2069,143 @@ def slack_command(
         asyncio.run(job)
     except BotConfigError as exc:
         fail(str(exc))
+
+
+# -- voice ----------------------------------------------------------------------------------
+
+voice_app = typer.Typer(help="Voice practice: the worker for LiveKit rooms.", no_args_is_help=True)
+app.add_typer(voice_app, name="voice")
+
+
+@dataclass(frozen=True)
+class WorkerPractice:
+    """The practice driver in a voice worker's job processes, opened from the settings.
+
+    It is sent to each job process when the process starts (so it must pickle): the process
+    loads the sentence encoder once, and opens a driver on the shared database and
+    checkpointer for each room.
+    """
+
+    settings: Settings
+
+    def prewarm(self) -> None:
+        _worker_sentence_encoder()
+
+    def open_driver(self) -> Any:
+        """An async context manager that yields a `PracticeDriver`."""
+        from contextlib import asynccontextmanager
+
+        from evaluators.judges import make_judge
+        from scenarios import (
+            PracticeDriver,
+            PracticeRecorder,
+            TurnObserver,
+            make_engine,
+            open_checkpointer,
+        )
+        from store.db import make_engine as make_db_engine
+
+        settings = self.settings
+
+        @asynccontextmanager
+        async def opened() -> Any:
+            library = _practice_library(settings)
+            rubrics = RubricLibrary.from_dir(settings.rubric_dir)
+            db = make_db_engine(settings.resolved_database_url)
+            judge = make_judge(settings.practice.judge, settings, settings.data_dir / "models")
+            checkpoints = settings.practice.checkpoint_url or settings.data_dir / "practice.sqlite"
+            try:
+                async with open_checkpointer(checkpoints) as saver:
+                    yield PracticeDriver(
+                        library=library,
+                        rubrics=rubrics,
+                        engine=make_engine(settings.practice.persona_engine, settings.llm),
+                        observer=TurnObserver(_worker_sentence_encoder()),
+                        recorder=PracticeRecorder(judge, rubrics, db),
+                        checkpointer=saver,
+                    )
+            finally:
+                db.dispose()
+
+        return opened()
+
+
+@lru_cache(maxsize=1)
+def _worker_sentence_encoder() -> Any:
+    from evaluators.embeddings import SentenceEncoder
+
+    return SentenceEncoder()
+
+
+@voice_app.command("worker")
+def voice_worker(
+    ctx: typer.Context,
+    idle_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--idle-processes",
+            min=0,
+            help="Job processes kept warm with the models loaded; default from settings (1).",
+        ),
+    ] = None,
+) -> None:
+    """Take voice practice rooms from a LiveKit server (LIVEKIT_URL, LIVEKIT_API_KEY,
+    LIVEKIT_API_SECRET) until Ctrl+C or SIGTERM, which first lets running sessions finish.
+
+    Start one per machine, or more: LiveKit gives each room to a worker with capacity.
+    """
+    from evaluators.base import EvaluatorError
+    from evaluators.judges import make_judge
+    from scenarios import make_engine
+    from voice import VoiceError
+    from voice.livekit_worker import (
+        WorkerConfigError,
+        WorkerSetup,
+        build_server,
+        check_models,
+        check_settings,
+        run_forever,
+    )
+
+    context = ctx_of(ctx)
+    settings = context.settings
+    livekit = settings.livekit
+    if idle_processes is not None:
+        livekit = livekit.model_copy(update={"idle_processes": idle_processes})
+    try:
+        check_settings(livekit)
+    except WorkerConfigError as exc:
+        fail(str(exc))
+    # everything a job process opens is checked once here, so a mistake stops the worker now
+    _ = context.engine  # migrates the schema once, not in every job process
+    _practice_library(settings)
+    context.rubrics()
+    try:
+        make_engine(settings.practice.persona_engine, settings.llm)
+        make_judge(settings.practice.judge, settings, settings.data_dir / "models")
+    except (ValueError, EvaluatorError) as exc:
+        fail(str(exc))
+    setup = WorkerSetup(
+        livekit=livekit,
+        voice=settings.voice,
+        data_dir=settings.data_dir,
+        practice=WorkerPractice(settings),
+    )
+    try:
+        check_models(setup)
+    except VoiceError as exc:
+        fail(str(exc))
+    console.print(
+        f"voice worker `{livekit.agent_name}` connecting to {livekit.url} "
+        f"({livekit.idle_processes} warm job processes; Ctrl+C stops it)",
+        highlight=False,
+    )
+    run_forever(
+        build_server(setup),
+        on_registered=lambda worker_id: console.print(
+            f"registered with LiveKit as {worker_id}", highlight=False
+        ),
+    )
 
 
 # -- the main job ---------------------------------------------------------------------------
