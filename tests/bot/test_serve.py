@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -297,17 +296,14 @@ def test_settings_slack_refuses_are_named(
 
 
 @pytest.fixture
-async def web_with_slack(
-    org: Org, slack: FakeSlackApi, tmp_path: Path, rubrics: RubricLibrary
-) -> AsyncIterator[str]:
-    """A FastAPI app with the Slack app attached, served by uvicorn; yields its address."""
-    web = FastAPI()
-
-    @web.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+async def web_with_slack(org: Org, slack: FakeSlackApi, tmp_path: Path) -> AsyncIterator[str]:
+    """The web app with the Slack app attached, composed and served as `coachloop run` does;
+    yields its address."""
+    import app as cli
+    from web.serving import listen, serve, server_for
 
     settings = Settings(
+        database_url=org.url,
         data_dir=tmp_path / "data",
         slack=SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
@@ -317,22 +313,17 @@ async def web_with_slack(
             channel_interval_s=0,
         ),
     )
-    attach(
-        web,
-        engine=org.engine,
-        settings=settings,
-        rubrics=rubrics,
-        rules=COHORT_RULES,
-        catalogue=load_catalogue(COACHING_SCENARIOS),
-        web_base_url="http://127.0.0.1:8000",
-    )
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
+    context = cli.Context(settings=settings)
+    web_app = cli.build_web_app(context, practice=False)
+    sock = listen("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert cli.attach_slack(context, web_app, web_base_url=url + "/")
+    server = server_for(web_app)
+    task = asyncio.create_task(serve(web_app, sock, server=server))
     while not server.started:
         assert not task.done(), "the web app did not start"
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+        await asyncio.sleep(0.05)
+    yield url
     server.should_exit = True
     await task
 
@@ -354,10 +345,22 @@ async def test_inside_the_web_app_slack_is_answered_on_the_same_server(
         if block["type"] == "actions"
         for e in block["elements"]
     ]
-    assert links == ["http://127.0.0.1:8000/teams/north"]
+    assert links == [f"{web_with_slack}/teams/north"]
     await asyncio.to_thread(wait_for, lambda: sorted(delivered(slack)) == sorted(org.queued))
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{web_with_slack}/healthz")).status_code == 200
+        page = await http.get(f"{web_with_slack}/outbox")
+        assert page.status_code in (200, 303)  # the web app's own pages still answer
+
+
+def test_without_a_bot_token_the_web_app_runs_alone(org: Org, tmp_path: Path) -> None:
+    import app as cli
+
+    context = cli.Context(settings=Settings(database_url=org.url, data_dir=tmp_path / "data"))
+    web_app = cli.build_web_app(context, practice=False)
+
+    assert cli.attach_slack(context, web_app) is False
+    assert "/slack/events" not in {getattr(r, "path", "") for r in web_app.router.routes}
 
 
 def test_attaching_without_a_signing_secret_names_the_setting(org: Org) -> None:
