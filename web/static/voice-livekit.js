@@ -11,9 +11,10 @@
 //   call.setMicrophone(false);             // a talk button: true while it is held
 //   call.end();                            // score now; `feedback` follows, then `ended`
 //
-// A page may instead mark an element `data-livekit-token-url` (with `data-csrf-token`) and
-// listen for `coachloop:voice` DOM events on it, whose `detail` is the event; buttons inside
-// it marked `data-voice-start`, `data-voice-end` and `data-voice-talk` are then wired here.
+// On the voice practice page, a `#voice-practice` section with `data-livekit-token-url` (and
+// `data-csrf-token`) is driven from here: Start, open mic or hold to talk, the live
+// transcript, End, and the feedback; each event is also dispatched on the section as a
+// `coachloop:voice` DOM event whose `detail` is the event.
 (function () {
   "use strict";
 
@@ -174,53 +175,175 @@
       });
   }
 
-  // the markup-only way: a container with data attributes and buttons inside it
-  function wire(container) {
+  // the voice practice page (`practice_voice.html`) in LiveKit mode: the page's section carries
+  // `data-livekit-token-url`, and this drives its buttons, transcript and feedback
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  function say(text) {
+    var status = byId("voice-status");
+    if (status) status.textContent = text;
+  }
+
+  function addLine(log, speaker, text, persona) {
+    var item = document.createElement("li");
+    item.className = "chat-" + speaker;
+    var who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = speaker === "rep" ? "You" : persona;
+    var body = document.createElement("p");
+    body.textContent = text;
+    item.appendChild(who);
+    item.appendChild(body);
+    log.appendChild(item);
+    item.scrollIntoView({ block: "end" });
+    return body;
+  }
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function showFeedback(result) {
+    var section = byId("voice-feedback");
+    if (!section) return;
+    var outcome = String(result.outcome || "").replace(/_/g, " ");
+    byId("voice-outcome").textContent =
+      outcome + " (" + result.end_reason + "), " + result.rep_turns + " turns.";
+    var unscored = byId("voice-unscored");
+    if (result.unscored_reason) {
+      unscored.textContent = "Not scored: " + result.unscored_reason;
+      unscored.hidden = false;
+    }
+    var scores = byId("voice-scores");
+    scores.textContent = "";
+    (result.feedback || []).forEach(function (f) {
+      var card = element("div", "", "score");
+      var level = f.level === null || f.level === undefined ? "N/A" : f.level + "/3";
+      var title = element("h3", f.name + ": " + level);
+      if (f.targeted) title.appendChild(element("span", "practised", "badge"));
+      card.appendChild(title);
+      if (f.moment) card.appendChild(element("p", "\u201c" + f.moment.quote + "\u201d"));
+      var good = element("p");
+      good.appendChild(element("strong", "What good looks like: "));
+      good.appendChild(
+        document.createTextNode(
+          f.good_looks_like + (f.good_example ? " e.g. \u201c" + f.good_example + "\u201d" : "")
+        )
+      );
+      card.appendChild(good);
+      if (f.next_step) card.appendChild(element("p", "Next time: " + f.next_step, "muted"));
+      scores.appendChild(card);
+    });
+    var comparison = byId("voice-comparison");
+    comparison.textContent = "";
+    (result.comparison || []).forEach(function (c) {
+      var practice = c.practice_level === null ? "N/A" : c.practice_level;
+      var real = c.real_mean === null ? "none scored yet" : Number(c.real_mean).toFixed(1);
+      comparison.appendChild(
+        element("p", c.criterion_id + ": " + practice + " in practice; real calls " + real + ".", "muted")
+      );
+    });
+    if (result.note) byId("voice-note").textContent = result.note;
+    var link = byId("voice-interaction");
+    if (link && result.interaction_id) {
+      link.href = "/interactions/" + result.interaction_id;
+      link.hidden = false;
+    }
+    section.hidden = false;
+    section.scrollIntoView({ block: "start" });
+  }
+
+  function page(section) {
+    var start = byId("voice-start");
+    var end = byId("voice-end");
+    var talk = byId("voice-talk");
+    var log = byId("voice-log");
+    var persona = section.getAttribute("data-persona") || "Customer";
+    if (!start || !log) return;
     var call = null;
-    function emit(event) {
-      container.dispatchEvent(new CustomEvent("coachloop:voice", { detail: event }));
+    var speaking = null;
+    var pushToTalk = false;
+
+    function onEvent(event) {
+      section.dispatchEvent(new CustomEvent("coachloop:voice", { detail: event }));
+      if (event.type === "connecting") say("Joining the practice room\u2026");
+      else if (event.type === "ready") say(persona + " is on the line.");
+      else if (event.type === "state" && event.agent) {
+        section.setAttribute("data-state", event.agent);
+        if (event.agent === "speaking") say(persona + " is speaking.");
+        else if (event.agent === "thinking") say(persona + " is thinking\u2026");
+        else if (event.agent === "listening") say(pushToTalk ? "Hold the button to talk." : "Your turn.");
+      } else if (event.type === "transcript") {
+        if (event.speaker === "rep") {
+          addLine(log, "rep", event.text, persona);
+        } else if (!event.final) {
+          if (!speaking) speaking = addLine(log, "persona", "", persona);
+          speaking.textContent += event.text;
+        } else {
+          if (speaking) speaking.textContent = event.text;
+          else addLine(log, "persona", event.text, persona);
+          speaking = null;
+        }
+      } else if (event.type === "feedback") {
+        say("The session is over.");
+        showFeedback(event.result);
+      } else if (event.type === "error") {
+        say(event.message);
+        if (!event.recoverable) start.disabled = false;
+      } else if (event.type === "ended") {
+        section.setAttribute("data-state", "ended");
+        if (end) end.disabled = true;
+        if (talk) talk.hidden = true;
+        call = null;
+      }
     }
-    function button(name) {
-      return container.querySelector("[data-voice-" + name + "]");
-    }
-    var start = button("start");
-    var end = button("end");
-    var talk = button("talk");
-    if (!start) return;
+
     start.addEventListener("click", function () {
+      var mode = document.querySelector("#voice-mode input[name=mode]:checked");
+      pushToTalk = !!mode && mode.value === "push";
       start.disabled = true;
       connect({
-        tokenUrl: container.getAttribute("data-livekit-token-url"),
-        csrfToken: container.getAttribute("data-csrf-token"),
-        onEvent: emit,
+        tokenUrl: section.getAttribute("data-livekit-token-url"),
+        csrfToken: section.getAttribute("data-csrf-token"),
+        onEvent: onEvent,
       })
         .then(function (opened) {
           call = opened;
           if (end) end.disabled = false;
-          if (talk) {
-            talk.disabled = false;
-            call.setMicrophone(false);
+          if (talk && pushToTalk) {
+            talk.hidden = false;
+            return call.setMicrophone(false);
           }
         })
         .catch(function (error) {
           start.disabled = false;
-          emit({ type: "error", message: error.userMessage || String(error) });
+          say(error.userMessage || String(error));
         });
     });
     if (end) {
       end.addEventListener("click", function () {
         if (!call) return;
         end.disabled = true;
+        say("Scoring the session\u2026");
         call.end();
       });
     }
     if (talk) {
       var down = function (event) {
         event.preventDefault();
-        if (call) call.setMicrophone(true);
+        if (!call) return;
+        talk.setAttribute("aria-pressed", "true");
+        call.setMicrophone(true);
       };
       var up = function () {
-        if (call) call.setMicrophone(false);
+        if (!call) return;
+        talk.setAttribute("aria-pressed", "false");
+        call.setMicrophone(false);
       };
       talk.addEventListener("pointerdown", down);
       talk.addEventListener("pointerup", up);
@@ -229,10 +352,10 @@
     }
   }
 
-  window.CoachloopLiveKit = { connect: connect, wire: wire };
+  window.CoachloopLiveKit = { connect: connect };
 
   document.addEventListener("DOMContentLoaded", function () {
-    var found = document.querySelectorAll("[data-livekit-token-url][data-voice-standalone]");
-    Array.prototype.forEach.call(found, wire);
+    var section = document.querySelector("#voice-practice[data-livekit-token-url]");
+    if (section) page(section);
   });
 })();
