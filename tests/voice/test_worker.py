@@ -276,3 +276,27 @@ def test_livekits_own_variable_names_are_read(
     assert livekit.api_secret is not None
     assert livekit.api_secret.get_secret_value() == "from-dotenv"
     assert livekit.enabled
+
+
+def test_job_process_arguments_survive_the_trip_to_a_new_process(tmp_path: Path) -> None:
+    import functools
+    import pickle
+
+    from app import WorkerPractice
+    from voice.livekit_worker import entrypoint, prewarm
+
+    settings = Settings(data_dir=tmp_path, livekit=setup_for("ws://x", tmp=tmp_path).livekit)
+    setup = WorkerSetup(
+        livekit=settings.livekit,
+        voice=settings.voice,
+        data_dir=tmp_path,
+        practice=WorkerPractice(settings),
+    )
+
+    # job processes are started fresh (forkserver) and receive these pickled
+    for function in (prewarm, entrypoint):
+        sent = pickle.loads(pickle.dumps(functools.partial(function, setup)))
+        assert sent.func is function
+        assert sent.args[0] == setup
+        secret = sent.args[0].practice.settings.livekit.api_secret
+        assert secret.get_secret_value() == API_SECRET
