@@ -13,7 +13,10 @@ This fake speaks that protocol:
   `AvailabilityResponse`; `assign` sends the `JobAssignment` the server sends after an accept;
 - every message a worker sends is kept, per worker, in order.
 
-Rooms and media (`/rtc`, WebRTC) are not served: no job can join a room here.
+Rooms and media are not served (no WebRTC here), but the signal endpoint a client joins
+through (`/rtc`, `/rtc/v1`, and their `/validate`) checks the client's `access_token` like a
+server would, records the join attempt with the token's claims, and then refuses it with
+HTTP 403 and `ROOMS_REFUSAL`: a browser test sees which token its page joined with.
 
 ```python
 async with FakeLiveKitServer(api_key="APIkey", api_secret="secret") as livekit:
@@ -27,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -39,6 +45,7 @@ from livekit.protocol import agent as agent_pb, models
 SERVER_VERSION = "1.9.0-coachloop-fake"
 WAIT_S = 20
 """How long a test waits for a worker to connect, register or answer."""
+ROOMS_REFUSAL = "this test server has no media: rooms cannot be joined here"
 
 
 @dataclass
@@ -68,6 +75,16 @@ class Refusal:
     authorization: str | None
 
 
+@dataclass
+class JoinAttempt:
+    """A client's try to join a room through the signal endpoint."""
+
+    path: str
+    claims: dict[str, Any] | None
+    """The verified token's claims; None when the token was missing or invalid."""
+    problem: str | None = None
+
+
 class FakeLiveKitServer:
     def __init__(
         self,
@@ -86,6 +103,7 @@ class FakeLiveKitServer:
         self._ids = itertools.count(1)
         self.workers: list[ConnectedWorker] = []
         self.refusals: list[Refusal] = []
+        self.joins: list[JoinAttempt] = []
         self._arrivals: asyncio.Queue[ConnectedWorker] = asyncio.Queue()
         self._refused = asyncio.Event()
 
@@ -96,6 +114,8 @@ class FakeLiveKitServer:
     async def __aenter__(self) -> FakeLiveKitServer:
         app = web.Application()
         app.router.add_get("/agent", self._agent)
+        for path in ("/rtc", "/rtc/v1", "/rtc/validate", "/rtc/v1/validate"):
+            app.router.add_get(path, self._rtc)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, 0)
@@ -181,13 +201,10 @@ class FakeLiveKitServer:
 
     # -- the wire -------------------------------------------------------------------------
 
-    def _verify(self, request: web.Request) -> dict[str, Any] | str:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return "no bearer token"
+    def _claims(self, token: str) -> dict[str, Any] | str:
         try:
             claims: dict[str, Any] = jwt.decode(
-                header[7:],
+                token,
                 self.api_secret,
                 algorithms=["HS256"],
                 issuer=self.api_key,
@@ -195,6 +212,24 @@ class FakeLiveKitServer:
             )
         except jwt.InvalidTokenError as exc:
             return f"invalid token: {type(exc).__name__}"
+        return claims
+
+    async def _rtc(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("access_token")
+        claims = self._claims(token) if token else "no access_token"
+        if isinstance(claims, str):
+            self.joins.append(JoinAttempt(request.path, None, problem=claims))
+            return web.Response(status=401, text=claims)
+        self.joins.append(JoinAttempt(request.path, claims))
+        return web.Response(status=403, text=ROOMS_REFUSAL)
+
+    def _verify(self, request: web.Request) -> dict[str, Any] | str:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return "no bearer token"
+        claims = self._claims(header[7:])
+        if isinstance(claims, str):
+            return claims
         if not claims.get("video", {}).get("agent"):
             return "token has no agent grant"
         return claims
@@ -254,3 +289,23 @@ class FakeLiveKitServer:
             answer = worker._answers.pop(message.availability.job_id, None)
             if answer is not None and not answer.done():
                 answer.set_result(message.availability)
+
+
+@contextmanager
+def fake_livekit_in_thread(*, api_key: str, api_secret: str) -> Iterator[FakeLiveKitServer]:
+    """The fake on its own event loop in a thread, for tests that are not async (browsers)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-livekit", daemon=True)
+    thread.start()
+
+    async def start() -> FakeLiveKitServer:
+        return await FakeLiveKitServer(api_key=api_key, api_secret=api_secret).__aenter__()
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(WAIT_S)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(WAIT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT_S)
+        loop.close()
