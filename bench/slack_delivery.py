@@ -307,9 +307,8 @@ def main() -> None:
         "runs": runs,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = f"{args.db}-{args.messages}" + (
-        f"-restart{args.restart_after}" if args.restart_after else ""
-    )
+    tag = f"{args.db}-{args.messages}-pace{args.pace:g}"
+    tag += f"-restart{args.restart_after}" if args.restart_after else ""
     (RESULTS / f"slack-delivery-{tag}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
