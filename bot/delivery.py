@@ -10,7 +10,8 @@ before anything is posted), opens the recipient's DM, posts the rendered blocks 
   A worker that stops leaves its `sending` messages to be taken over when their lease ends.
 - **Rate limits.** Calls of each Web API method are spaced evenly under the per-minute
   budget, messages to one person at least `channel_interval_s` apart; a 429 pauses that
-  method for its `Retry-After` and puts the message back in the queue for then.
+  method for its `Retry-After`, spaces its calls a quarter further apart from then on (the
+  budget was more than the workspace allows), and puts the message back in the queue.
 - **Failures.** Passing ones (5xx, connection errors, `ratelimited`, `service_unavailable`)
   are retried with exponential backoff up to `max_attempts`; permanent ones (no such user,
   DMs to the app blocked, no Slack id) are recorded with their reason and reported by
@@ -144,6 +145,7 @@ class Pacer:
         self.channel_interval = channel_interval_s
         self._monotonic = monotonic
         self._sleep = sleep
+        self._intervals: dict[str, float] = {}
         self._next: dict[str, float] = defaultdict(float)
         self._paused: dict[str, float] = defaultdict(float)
         self._channel_ready: dict[str, float] = defaultdict(float)
@@ -151,9 +153,18 @@ class Pacer:
     def channel_ready_at(self, key: str | None) -> float:
         return self._channel_ready[key] if key else 0.0
 
+    def interval_of(self, method: str) -> float:
+        """Seconds between two calls of `method` now."""
+        return self._intervals.get(method, self.interval)
+
     def pause(self, method: str, seconds: float) -> None:
         until = self._monotonic() + seconds
         self._paused[method] = max(self._paused[method], until)
+
+    def slow_down(self, method: str, factor: float = 1.25, longest_s: float = 60.0) -> None:
+        """Space `method`'s calls further apart from now on: Slack said the budget is more
+        than this workspace allows."""
+        self._intervals[method] = min(longest_s, self.interval_of(method) * factor)
 
     def pause_all(self, seconds: float) -> None:
         self.pause("*", seconds)
@@ -171,7 +182,7 @@ class Pacer:
             if ready <= now:
                 break
             await self._sleep(ready - now)
-        self._next[method] = now + self.interval
+        self._next[method] = now + self.interval_of(method)
         if channel_key:
             self._channel_ready[channel_key] = now + self.channel_interval
 
@@ -469,6 +480,7 @@ class DeliveryWorker:
         if exc.status == 429 or exc.error in ("ratelimited", "rate_limited"):
             wait = exc.retry_after if exc.retry_after is not None else 1.0
             self.pacer.pause(exc.method, wait)
+            self.pacer.slow_down(exc.method)
             await asyncio.to_thread(
                 reschedule, self.engine, message.id, "ratelimited", now + timedelta(seconds=wait)
             )

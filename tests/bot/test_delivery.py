@@ -235,12 +235,37 @@ async def test_a_429_pauses_and_the_message_goes_later_once(
     total = await run_until_delivered(worker, db_engine)
 
     assert first.rate_limited == 1
+    # the budget was too much for this workspace: that method is paced more slowly from now on
+    assert worker.pacer.interval_of("chat.postMessage") == pytest.approx(
+        worker.pacer.interval * 1.25
+    )
+    assert worker.pacer.interval_of("conversations.open") == worker.pacer.interval
     assert waiting.status == "queued" and waiting.last_error == "ratelimited"
     assert waiting.next_attempt_at is not None
     assert total.sent == 1
     assert delivered_ids(slack) == [message]
     # the second try looked in the DM's history before posting again
     assert slack.calls_to("conversations.history")[0].body["include_all_metadata"] in ("1", "true")
+
+
+async def test_the_pacer_spaces_a_slowed_method_further_apart() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = delivery.Pacer(60, 0.0, monotonic=lambda: now[0], sleep=sleep)
+    await pacer.wait("chat.postMessage")
+    await pacer.wait("chat.postMessage")
+    pacer.slow_down("chat.postMessage")
+    pacer.slow_down("chat.postMessage")
+    await pacer.wait("chat.postMessage")
+    await pacer.wait("chat.postMessage")
+    await pacer.wait("users.lookupByEmail")
+
+    assert slept == pytest.approx([1.0, 1.0, 1.5625])
 
 
 async def test_server_errors_are_retried_with_backoff_then_given_up(
