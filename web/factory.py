@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -35,6 +35,9 @@ from web import render
 from web.context import NotSignedIn, WebContext, WebError
 from web.practice_service import PracticeService
 from web.security import check_csrf, csrf_token, viewer_or_none
+
+if TYPE_CHECKING:
+    from voice.practice import VoicePractice
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +162,7 @@ def create_app(
     rules: CoachingRules | None = None,
     catalogue: ScenarioCatalogue | None = None,
     practice: PracticeService | None = None,
+    voice: VoicePractice | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """The web app: dashboard, rep, interaction, calibration, outbox and practice pages, and
@@ -171,6 +175,8 @@ def create_app(
         rules: Coaching rules (thresholds, the feedback target); default the shipped ones.
         catalogue: Practice scenarios that cohort decisions may assign.
         practice: The practice driver for the text chat; None hides practice.
+        voice: Voice practice over the WebSocket (its models load at start-up, unless
+            already loaded); None leaves voice practice out.
         clock: Now, in UTC; tests fix it.
     """
     from web.routes import (
@@ -181,12 +187,15 @@ def create_app(
         outbox,
         pages,
         practice as practice_routes,
+        voice as voice_routes,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if practice is not None:
             await practice.start()
+        if voice is not None and not voice.loaded:
+            await _load_voice(app, voice)
         try:
             yield
         finally:
@@ -229,6 +238,9 @@ def create_app(
         app.include_router(module.router, dependencies=protected, include_in_schema=False)
     app.include_router(api.router, prefix="/api", dependencies=protected)
     app.include_router(livekit_routes.router, prefix="/api", dependencies=protected)
+    # a page and a WebSocket only: nothing here takes a form, and the socket checks its origin
+    app.include_router(voice_routes.router, include_in_schema=False)
+    app.state.voice = voice
 
     @app.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> Response:
@@ -253,6 +265,22 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+async def _load_voice(app: FastAPI, voice: VoicePractice) -> None:
+    """Load the speech models once; without them the rest of the app still serves."""
+    import asyncio
+
+    from voice.errors import VoiceError
+
+    started = time.perf_counter()
+    try:
+        await asyncio.to_thread(voice.load)
+    except VoiceError as exc:
+        logger.error("voice practice off: speech models did not load", extra={"error": str(exc)})
+        app.state.voice = None
+        return
+    logger.info("voice practice ready", extra={"seconds": round(time.perf_counter() - started, 2)})
 
 
 def _quote(path: str) -> str:

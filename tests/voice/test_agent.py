@@ -17,22 +17,30 @@ from livekit import rtc
 from livekit.agents.llm import ChatMessage
 from livekit.agents.vad import VAD
 from livekit.agents.voice.events import ConversationItemAddedEvent
-from livekit.plugins import silero
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from config.company import load_company
 from config.rubric import RubricLibrary
 from evaluators.embeddings import SentenceEncoder
-from personas import PersonaLibrary
 from scenarios import PracticeDriver, ScenarioLibrary
 from store.db import make_engine, migrate
 from store.models import Interaction
 from tests.conftest import EVAL_DIR
 from tests.scenarios.conftest import add_rep
 from tests.voice.audio import overlap, pcm
-from tests.voice.calls import RATE, Microphone, practice_driver, silence, speech_at
-from voice import PiperSynthesizer, SpeechAudio, VoiceEngines, VoiceStyle, WhisperTranscriber
+from tests.voice.calls import (  # noqa: F401 (fixtures)
+    RATE,
+    Microphone,
+    encoder_fixture,
+    engines_fixture,
+    library_fixture,
+    practice_driver,
+    rubrics_fixture,
+    silence,
+    speech_at,
+    vad_fixture,
+)
+from voice import SpeechAudio, VoiceEngines, VoiceStyle, WhisperTranscriber
 from voice.agent import PracticeCall, open_practice_call, persona_style, rep_text
 from voice.stt import resample
 from voice.ws_transport import PushAudioInput, StreamedAudioOutput
@@ -41,32 +49,6 @@ SCENARIO = "support-double-charge"
 REP_TURN = "I'm sorry about that. Let me look at your account and check the charges for you."
 WRAP_UP = "Let's wrap up there."
 CARDS_WAV = EVAL_DIR / "speech" / "cmu_cards_001.wav"
-
-
-@pytest.fixture(scope="module")
-def library() -> ScenarioLibrary:
-    company = load_company()
-    return ScenarioLibrary.from_dir(company, PersonaLibrary.from_dir(company))
-
-
-@pytest.fixture(scope="module")
-def rubrics() -> RubricLibrary:
-    return RubricLibrary.from_dir()
-
-
-@pytest.fixture(scope="module")
-def encoder() -> SentenceEncoder:
-    return SentenceEncoder()
-
-
-@pytest.fixture(scope="module")
-def vad() -> VAD:
-    return silero.VAD.load()
-
-
-@pytest.fixture(scope="module")
-def engines(tiny: WhisperTranscriber, synth: PiperSynthesizer) -> VoiceEngines:
-    return VoiceEngines(transcriber=tiny, synthesizer=synth)
 
 
 @pytest.fixture
