@@ -1827,10 +1827,21 @@ def _practice_service(context: Context) -> Any:
     return PracticeService(library, open_driver)
 
 
-def build_web_app(context: Context, *, practice: bool = True) -> Any:
+def _voice_practice(context: Context) -> Any:
+    """Voice practice over the web app's WebSocket; its speech models load when the app
+    starts (the time each takes is logged)."""
+    from voice.practice import VoicePractice
+
+    return VoicePractice(context.settings.voice, context.settings.data_dir)
+
+
+def build_web_app(context: Context, *, practice: bool = True, voice: bool = True) -> Any:
     """The FastAPI app `coachloop serve` runs. Other edges mount onto it here (the Slack
     bot's HTTP handler takes `/slack/*`, which the web app leaves free)."""
     from web import create_app
+
+    service = _practice_service(context) if practice else None
+    with_voice = voice and service is not None and context.settings.voice.web_practice
 
     try:
         return create_app(
@@ -1839,7 +1850,8 @@ def build_web_app(context: Context, *, practice: bool = True) -> Any:
             rubrics=context.rubrics(),
             rules=_coaching_rules(),
             catalogue=_catalogue(),
-            practice=_practice_service(context) if practice else None,
+            practice=service,
+            voice=_voice_practice(context) if with_voice else None,
         )
     except ValueError as exc:
         fail(str(exc))
@@ -1855,10 +1867,16 @@ def serve(
     no_practice: Annotated[
         bool, typer.Option("--no-practice", help="Leave out the practice pages.")
     ] = False,
+    no_voice: Annotated[
+        bool,
+        typer.Option(
+            "--no-voice", help="Leave out voice practice (and the loading of speech models)."
+        ),
+    ] = False,
 ) -> None:
     """Serve the web app: team dashboards, rep pages, calibration, messages and practice."""
     context = ctx_of(ctx)
-    web_app = build_web_app(context, practice=not no_practice)
+    web_app = build_web_app(context, practice=not no_practice, voice=not no_voice)
     serve_web(context, web_app, host=host, port=port)
 
 
