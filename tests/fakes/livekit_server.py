@@ -215,13 +215,15 @@ class FakeLiveKitServer:
         return claims
 
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
+        # browsers call these from the web app's pages: like LiveKit, allow any origin
+        cors = {"Access-Control-Allow-Origin": "*"}
         token = request.query.get("access_token")
         claims = self._claims(token) if token else "no access_token"
         if isinstance(claims, str):
             self.joins.append(JoinAttempt(request.path, None, problem=claims))
-            return web.Response(status=401, text=claims)
+            return web.Response(status=401, text=claims, headers=cors)
         self.joins.append(JoinAttempt(request.path, claims))
-        return web.Response(status=403, text=ROOMS_REFUSAL)
+        return web.Response(status=403, text=ROOMS_REFUSAL, headers=cors)
 
     def _verify(self, request: web.Request) -> dict[str, Any] | str:
         header = request.headers.get("Authorization", "")

@@ -85,6 +85,10 @@ def voice_page(request: Request, scenario: str, assignment: int | None = None) -
     socket = f"/practice/voice/{chosen.slug}/socket"
     if assignment is not None:
         socket += f"?assignment={assignment}"
+    # with LiveKit configured, an assignment is practised in a LiveKit room instead
+    livekit = None
+    if assignment is not None and web_context(request).settings.livekit.enabled:
+        livekit = f"/api/practice/assignments/{assignment}/livekit-token"
     return page(
         request,
         "practice_voice.html",
@@ -94,6 +98,7 @@ def voice_page(request: Request, scenario: str, assignment: int | None = None) -
             "assignment_id": assignment,
             "socket_path": socket,
             "voice_available": voice_practice(request.app.state) is not None,
+            "livekit_token_url": livekit,
         },
     )
 
