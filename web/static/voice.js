@@ -166,6 +166,7 @@
     if (event.type === "ready") {
       outputRate = event.sample_rate || outputRate;
       endButton.disabled = false;
+      startButton.hidden = true;
       applyMode();
       setStatus(persona + " is on the line.", "connected");
     } else if (event.type === "transcript") {
