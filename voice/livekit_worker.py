@@ -4,7 +4,8 @@ The worker registers with a LiveKit server under the agent name from the setting
 app's join token dispatches that agent to the rep's practice room; the worker accepts rooms
 whose name and metadata are a practice ticket (`voice.rooms`), and runs each one in a job
 process that has loaded the speech models once, when it was started (prewarm). A job joins
-the room, waits for the rep, runs the scenario's persona (`voice.agent`) on the room's audio,
+the room, waits for the rep, runs the scenario's persona on the room's audio with the same
+`voice.practice.VoicePractice` (engines, VAD, turn settings) as the WebSocket transport,
 and when the session ends sends the scored feedback to the rep as a text stream on
 `coachloop.practice` (the same JSON events as the WebSocket transport); the rep ends the
 session early with `{"type": "end"}` on `coachloop.control`.
@@ -41,12 +42,12 @@ from livekit.protocol import agent as agent_pb
 
 from config.settings import LiveKitSettings, VoiceSettings
 from scenarios import PracticeDriver, PracticeResult, ScenarioError, SessionNotFoundError
-from voice.engines import VoiceEngines, load_engines
 from voice.errors import VoiceError
 from voice.rooms import CONTROL_TOPIC, EVENTS_TOPIC, PracticeJob, RoomError, practice_job
 
 if TYPE_CHECKING:
     from voice.agent import PracticeCall
+    from voice.practice import VoicePractice
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,7 @@ DRAIN_TIMEOUT_S = 30 * 60
 """On SIGTERM, how long running sessions may go on before the worker stops anyway."""
 FEEDBACK_WAIT_S = 120
 """After the session closes, how long scoring may take before the job gives up on sending."""
-_ENGINES = "coachloop.engines"
-_VAD = "coachloop.vad"
+_VOICE = "coachloop.voice"
 
 
 class WorkerConfigError(VoiceError):
@@ -196,20 +196,19 @@ async def accept_practice_rooms(prefix: str, request: JobRequest) -> None:
 
 def prewarm(setup: WorkerSetup, proc: JobProcess) -> None:
     """Load the speech models and the practice models once, when a job process starts."""
-    from livekit.plugins import silero
+    from voice.practice import VoicePractice
 
-    proc.userdata[_ENGINES] = load_engines(setup.voice, setup.data_dir)
-    proc.userdata[_VAD] = silero.VAD.load()
+    voice = VoicePractice(setup.voice, setup.data_dir)
+    voice.load()
+    proc.userdata[_VOICE] = voice
     setup.practice.prewarm()
     logger.info("voice job process ready", extra={"pid": proc.pid})
 
 
 async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
     """One practice room: join, wait for the rep, run the session, send the feedback."""
-    from voice.agent import open_practice_call
-
     job = job_of(ctx.job, prefix=setup.livekit.room_prefix)
-    engines: VoiceEngines = ctx.proc.userdata[_ENGINES]
+    voice: VoicePractice = ctx.proc.userdata[_VOICE]
     log = {"room": job.room.name, "assignment_id": job.room.assignment_id}
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     rep = await ctx.wait_for_participant(identity=job.rep_identity)
@@ -220,15 +219,12 @@ async def entrypoint(setup: WorkerSetup, ctx: JobContext) -> None:
             ctx.shutdown("practice session already ran in this room")
             return
         try:
-            call = await open_practice_call(
+            call = await voice.open_call(
                 driver,
-                engines,
                 scenario=job.ticket.scenario,
                 assignment_id=job.ticket.assignment_id,
                 rep_external_id=job.ticket.rep,
                 session_id=job.room.session_id,
-                vad=ctx.proc.userdata[_VAD],
-                default_style=engines.synthesizer.style,
             )
         except ScenarioError as exc:
             logger.warning("practice not started", extra={**log, "reason": str(exc)})

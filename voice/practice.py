@@ -93,8 +93,12 @@ class VoicePractice:
         scenario: str,
         rep_external_id: str | None = None,
         assignment_id: int | None = None,
+        session_id: str | None = None,
     ) -> PracticeCall:
         """Start a practice session and its agent session (not yet started).
+
+        `session_id` names the practice session (default: a new id); a LiveKit room passes
+        its own, so a job restarted in the same room finds the session it started.
 
         Raises:
             ScenarioError: Unknown scenario or rep, or an assignment that is not theirs.
@@ -108,6 +112,7 @@ class VoicePractice:
             scenario=scenario,
             rep_external_id=rep_external_id,
             assignment_id=assignment_id,
+            session_id=session_id,
             vad=self.vad,
             turn_detection=self.turn_detection,
             min_endpointing_delay=self.settings.endpointing_delay_s,

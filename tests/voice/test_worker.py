@@ -300,3 +300,35 @@ def test_job_process_arguments_survive_the_trip_to_a_new_process(tmp_path: Path)
         assert sent.args[0] == setup
         secret = sent.args[0].practice.settings.livekit.api_secret
         assert secret.get_secret_value() == API_SECRET
+
+
+class RecordingPractice(UnusedPractice):
+    def __init__(self) -> None:
+        self.prewarmed = 0
+
+    def prewarm(self) -> None:
+        self.prewarmed += 1
+
+
+@pytest.mark.slow
+def test_prewarm_loads_the_voice_models_once_per_process(tmp_path: Path) -> None:
+    from livekit.agents import JobExecutorType, JobProcess
+
+    from voice.livekit_worker import prewarm
+    from voice.practice import VoicePractice
+
+    practice = RecordingPractice()
+    setup = WorkerSetup(
+        livekit=setup_for("ws://x", tmp=tmp_path).livekit,
+        voice=VoiceSettings(whisper_model="tiny.en"),
+        data_dir=tmp_path,
+        practice=practice,
+    )
+    proc = JobProcess(executor_type=JobExecutorType.THREAD, user_arguments=None, http_proxy=None)
+
+    prewarm(setup, proc)
+
+    loaded = proc.userdata["coachloop.voice"]
+    assert isinstance(loaded, VoicePractice) and loaded.loaded
+    assert loaded.engines is not None and loaded.engines.transcriber.name == "tiny.en"
+    assert practice.prewarmed == 1
