@@ -232,7 +232,7 @@ def main() -> None:
         print(json.dumps(results[db], indent=2))
     results["load_after"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"slack-team-gaps-{args.reps}x{args.interactions}-c{args.concurrency}.json"
+    name = f"slack-team-gaps-{args.reps}x{args.interactions}-c{args.concurrency}-{args.db}.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2))
 
 
