@@ -25,7 +25,7 @@ from personas import PersonaLibrary
 from scenarios import PracticeDriver, ScenarioLibrary
 from store.models import Assignment, Person
 from tests.fakes.livekit_server import ROOMS_REFUSAL, FakeLiveKitServer, fake_livekit_in_thread
-from tests.web.browser import chromium, live_server
+from tests.web.browser import chromium, live_server, shoot
 from tests.web.conftest import login, make_settings, new_person
 from tests.web.seed import NOW, PASSWORD, RUBRICS, Seed
 from voice.rooms import parse_room_name
@@ -104,7 +104,8 @@ def test_assignment_page_joins_the_livekit_room_with_the_reps_token(
         ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
     ) as browser:
         with live_server(app) as url:
-            context = browser.new_context(base_url=url)
+            # a phone screen, where reps practise
+            context = browser.new_context(base_url=url, viewport={"width": 390, "height": 844})
             context.set_default_timeout(20_000)
             page = context.new_page()
             page.on(
@@ -132,6 +133,7 @@ def test_assignment_page_joins_the_livekit_room_with_the_reps_token(
                 "() => document.getElementById('voice-status').textContent.includes('practice room:')"
             )
             status = page.locator("#voice-status").inner_text()
+            shoot(page, "livekit-practice-join-refused-phone")
             start_enabled = page.locator("#voice-start").is_enabled()
             context.close()
 
