@@ -14,6 +14,10 @@ from typing import Any
 
 from livekit.agents.vad import VAD
 
+# LiveKit plugins register themselves on import, which must happen on the main thread; the
+# models themselves load later, in `load`, possibly from a worker thread.
+from livekit.plugins import silero
+
 from config.settings import VoiceSettings
 from scenarios import PracticeDriver
 from voice.agent import PracticeCall, TurnDetection, open_practice_call
@@ -61,10 +65,8 @@ class VoicePractice:
             self.load_seconds["piper"] = time.perf_counter() - started
             self.engines = VoiceEngines(transcriber=transcriber, synthesizer=synthesizer)
         if self.vad is None:
-            from livekit.plugins import silero
-
             started = time.perf_counter()
-            self.vad = silero.VAD.load()
+            self.vad = silero.VAD.load(min_silence_duration=self.settings.vad_silence_s)
             self.load_seconds["silero"] = time.perf_counter() - started
         if self.settings.turn_detection == "turn-detector" and self.turn_detector is None:
             started = time.perf_counter()
