@@ -11,10 +11,10 @@ benchmark does not read.
 
 The real Bolt app (`bot.app.build_app`) is served by uvicorn on 127.0.0.1 and its Web API
 client points at the fake Slack API. Each request is a signed slash command over HTTP, as
-Slack sends it; timed are the acknowledgement (the HTTP answer, which Slack wants within
-3 s), the answer posted to the `response_url` (recorded by the fake on arrival), and the
-trend chart's upload to the manager's DM. `--concurrency N` sends N managers' commands
-(N different teams) at once.
+Slack sends it, on a new connection; timed are the acknowledgement (the HTTP answer, which
+Slack wants within 3 s), the answer posted to the `response_url` (recorded by the fake on
+arrival), and the trend chart's upload to the manager's DM. `--concurrency N` sends N
+managers' commands (N different teams) at once.
 """
 
 from __future__ import annotations
@@ -175,7 +175,9 @@ async def measure(engine: Engine, requests: int, concurrency: int) -> dict[str, 
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}/slack/events"
         acks, answers, charts = [], [], []
-        async with httpx.AsyncClient(timeout=60) as http:
+        # a new connection per command, as Slack's requests arrive (and no keep-alive race)
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=fresh) as http:
             n = 0
             warmup = 2
             while n < requests + warmup:
