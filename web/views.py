@@ -85,8 +85,8 @@ class Dashboard:
     chart_rep: Person | None
     reps: list[Person]
     period_report: CoachingReport
-    checkpoints: CoachingReport
     since: date
+    """Where the checkpoint report counts from; the page loads it after the rest."""
     triggers: list[CoachingTrigger]
     decisions: list[CohortDecision]
     late: list[queries.LateFeedback]
@@ -185,9 +185,7 @@ def dashboard(
             threshold=gaps.threshold,
             title=f"{chart_rep.name}: criterion means per {'day' if bucket == 1 else 'week'}",
         )
-    today = now.date()
-    start = since or today - timedelta(days=59)
-    checkpoints = report(engine, team.id, start, today + timedelta(days=1), rules=rules, now=now)
+    start = checkpoint_start(context, since)
     period_report = report(engine, team.id, period.start, period.end, rules=rules, now=now)
     rep_ids = [p.id for p in reps if p.id is not None]
     triggers = queries.open_triggers(session, team_id=team.id, rep_ids=rep_ids)
@@ -209,7 +207,6 @@ def dashboard(
         chart_rep=chart_rep,
         reps=reps,
         period_report=period_report,
-        checkpoints=checkpoints,
         since=start,
         triggers=triggers,
         decisions=decisions,
@@ -219,6 +216,29 @@ def dashboard(
         sla_hours=rules.feedback.sla_hours,
         threshold=gaps.threshold,
     )
+
+
+def checkpoint_start(context: WebContext, since: date | None) -> date:
+    """The checkpoint report's start: as asked, else 59 days ago, so the 60-day window ends
+    today."""
+    return since or context.now().date() - timedelta(days=59)
+
+
+def checkpoints(context: WebContext, team: Team, since: date | None) -> tuple[CoachingReport, date]:
+    """A team's coaching report with its 30- and 60-day checkpoints from `since`; the
+    dashboard loads it as a separate request, being the most expensive part of the page."""
+    assert team.id is not None
+    now = context.now()
+    start = checkpoint_start(context, since)
+    found = report(
+        context.engine,
+        team.id,
+        start,
+        now.date() + timedelta(days=1),
+        rules=context.rules,
+        now=now,
+    )
+    return found, start
 
 
 # -- rep page -------------------------------------------------------------------------------

@@ -111,11 +111,39 @@ def test_a_manager_signs_in_and_sees_the_heatmap_and_the_charts(
         assert sum(chart["points"]) > 0, f"{chart['id']} has no data points"
         assert sum(chart["rendered"]) == sum(chart["points"]), chart
         assert chart["painted"] > chart["area"] * 0.01, f"{chart['id']} is blank"
+    checkpoints = web_page.locator("#checkpoints[data-loaded='true']")
+    expect(checkpoints.locator("table.checkpoint-leading")).to_have_count(2)  # 30 and 60 days
+    expect(checkpoints.locator("table.checkpoint-lagging").first).to_contain_text("csat")
+    expect(web_page.locator("#checkpoints")).not_to_have_attribute("aria-busy", "true")
     team_spec = web_page.evaluate(
         "() => JSON.parse(document.getElementById('team-trend-data').textContent)"
     )
     assert len(by_id["team-trend"]["points"]) == len(team_spec["datasets"]) == 4
     shoot_page(web_page, "dashboard")
+
+
+def test_without_scripts_the_checkpoints_open_as_a_page_of_their_own(
+    new_context: Callable[..., Page],
+) -> None:
+    web_page = new_context(java_script_enabled=False)
+    sign_in(web_page, "mgr-north")
+    expect(web_page.locator("#checkpoints")).to_have_attribute("aria-busy", "true")
+    link = web_page.locator("#report a[href*='/checkpoints']").first
+    href = link.get_attribute("href")
+    assert href is not None
+
+    web_page.goto(href)
+    expect(web_page.get_by_role("heading", level=1)).to_contain_text("checkpoints")
+    expect(web_page.locator("table.checkpoint-leading")).to_have_count(2)
+    web_page.get_by_label("Coaching started on").fill("2026-10-22")
+    web_page.get_by_role("button", name="Show").click()
+    web_page.wait_for_url(re.compile(r"since=2026-10-22"))
+    expect(web_page.locator("table.checkpoint-leading")).to_have_count(1)  # 30 days reached
+
+    other = web_page.request.get("/teams/south/checkpoints?fragment=1")
+    assert other.status == 403
+    bad = web_page.request.get("/teams/north/checkpoints?since=21-10-2026")
+    assert bad.status == 400 and "YYYY-MM-DD" in bad.text()
 
 
 def test_the_rep_trend_follows_the_chosen_rep(web_page: Page, web_seed: Seed) -> None:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from coaching.disputes import open_dispute, resolve_dispute
 from coaching.errors import ApprovalError, CoachingError
+from coaching.rubrics import criterion_names
 from store.models import CohortDecision, Dispute, Interaction, Person, Score
 from web import queries, views
 from web.context import BadRequest, Forbidden, NotFound, web_context
@@ -52,10 +53,7 @@ def team_dashboard(
     viewer = require_manager(request)
     context = web_context(request)
     chosen = period_of(period, context.today())
-    try:
-        start = date.fromisoformat(since) if since else None
-    except ValueError:
-        raise BadRequest(f"`since` is `{since}`; write the date as YYYY-MM-DD") from None
+    start = _since(since)
     with Session(context.engine) as session:
         team = queries.team_by_slug(session, slug)
         assert team.id is not None
@@ -73,6 +71,39 @@ def team_dashboard(
             "period_choices": PERIOD_CHOICES,
         },
     )
+
+
+@router.get("/teams/{slug}/checkpoints")
+def team_checkpoints(
+    request: Request, slug: str, since: str | None = None, fragment: bool = False
+) -> HTMLResponse:
+    """The 30- and 60-day checkpoints: a page of their own, or (`fragment`) the part the
+    dashboard loads after the rest of the page."""
+    viewer = require_manager(request)
+    context = web_context(request)
+    start = _since(since)
+    with Session(context.engine) as session:
+        team = queries.team_by_slug(session, slug)
+        assert team.id is not None
+        if not viewer.can_view_team(team.id):
+            raise Forbidden("This team is not one of yours")
+    found, start = views.checkpoints(context, team, start)
+    values = {
+        "team": team,
+        "report": found,
+        "since": start,
+        "names": criterion_names(context.engine),
+    }
+    if fragment:
+        return context.templates.TemplateResponse(request, "_checkpoints.html", values)
+    return page(request, "checkpoints.html", values)
+
+
+def _since(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise BadRequest(f"`since` is `{text}`; write the date as YYYY-MM-DD") from None
 
 
 @router.post("/teams/{slug}/cohort-decisions/{decision_id}")

@@ -166,6 +166,32 @@
     });
   }
 
+  // parts of a page that are loaded after it (the dashboard's checkpoint report); without
+  // scripts, the link inside opens them as a page of their own
+  function loadParts() {
+    if (!window.fetch) return;
+    document.querySelectorAll("[data-load]").forEach(function (target) {
+      fetch(target.getAttribute("data-load"), {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      })
+        .then(function (response) {
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.text();
+        })
+        .then(function (html) {
+          target.innerHTML = html;
+          target.setAttribute("data-loaded", "true");
+        })
+        .catch(function () {
+          target.setAttribute("data-loaded", "failed");
+        })
+        .then(function () {
+          target.removeAttribute("aria-busy");
+        });
+    });
+  }
+
   function autoSubmit() {
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () {
@@ -238,6 +264,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts();
+    loadParts();
     autoSubmit();
     confirmButtons();
     practiceChat();
