@@ -38,6 +38,7 @@ from livekit.agents import (
     JobRequest,
 )
 from livekit.agents.voice import room_io
+from livekit.plugins import silero  # noqa: F401 (plugins register on the main thread)
 from livekit.protocol import agent as agent_pb
 
 from config.settings import LiveKitSettings, VoiceSettings

@@ -14,9 +14,10 @@ This fake speaks that protocol:
 - every message a worker sends is kept, per worker, in order.
 
 Rooms and media are not served (no WebRTC here), but the signal endpoint a client joins
-through (`/rtc`, `/rtc/v1`, and their `/validate`) checks the client's `access_token` like a
-server would, records the join attempt with the token's claims, and then refuses it with
-HTTP 403 and `ROOMS_REFUSAL`: a browser test sees which token its page joined with.
+through (`/rtc`, `/rtc/v1`, and their `/validate`) checks the client's token (the
+`access_token` parameter or a bearer header) like a server would, records the join attempt
+with the token's claims, and then refuses it with HTTP 403 and `ROOMS_REFUSAL`: a test sees
+which token a page or a job process joined with.
 
 ```python
 async with FakeLiveKitServer(api_key="APIkey", api_secret="secret") as livekit:
@@ -217,7 +218,9 @@ class FakeLiveKitServer:
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
         # browsers call these from the web app's pages: like LiveKit, allow any origin
         cors = {"Access-Control-Allow-Origin": "*"}
-        token = request.query.get("access_token")
+        # browsers send the token as a query parameter, server SDKs as a bearer header
+        header = request.headers.get("Authorization", "")
+        token = request.query.get("access_token") or header.removeprefix("Bearer ") or None
         claims = self._claims(token) if token else "no access_token"
         if isinstance(claims, str):
             self.joins.append(JoinAttempt(request.path, None, problem=claims))

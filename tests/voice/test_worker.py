@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from livekit.agents import worker as lk_worker
@@ -332,3 +333,55 @@ def test_prewarm_loads_the_voice_models_once_per_process(tmp_path: Path) -> None
     assert isinstance(loaded, VoicePractice) and loaded.loaded
     assert loaded.engines is not None and loaded.engines.transcriber.name == "tiny.en"
     assert practice.prewarmed == 1
+
+
+async def _until(condition: Any, polls: int = 1200) -> None:
+    """Wait for what another task or process does (up to a minute)."""
+    for _ in range(polls):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("waited a minute for the worker")
+
+
+@pytest.mark.slow
+async def test_an_assigned_room_is_joined_with_the_servers_token(
+    livekit: FakeLiveKitServer, tmp_path: Path, quick_assignment_timeout: None
+) -> None:
+    from livekit import api as lkapi
+    from livekit.agents import JobExecutorType
+
+    setup = WorkerSetup(
+        livekit=setup_for(livekit.url, tmp=tmp_path).livekit,
+        voice=VoiceSettings(whisper_model="tiny.en"),
+        data_dir=tmp_path,
+        practice=RecordingPractice(),
+    )
+    stop = asyncio.Event()
+    server = build_server(setup, executor=JobExecutorType.THREAD, load=lambda: 0.0)
+    running = asyncio.create_task(serve(server, stop))
+    worker = await livekit.next_worker()
+    job = practice_job(livekit, 42)
+    answer = await livekit.offer_job(worker, job)
+    # what the server hands the accepted worker: a token for the agent in that room
+    token = (
+        lkapi.AccessToken(API_KEY, API_SECRET)
+        .with_identity(answer.participant_identity)
+        .with_kind("agent")
+        .with_grants(lkapi.VideoGrants(room_join=True, room=job.room.name, agent=True))
+        .to_jwt()
+    )
+
+    await livekit.assign(worker, job, token=token)
+    await _until(lambda: livekit.joins)
+    done = {agent_pb.JobStatus.JS_SUCCESS, agent_pb.JobStatus.JS_FAILED}
+    await _until(lambda: done & {m.update_job.status for m in worker.sent("update_job")})
+    stop.set()
+    await asyncio.wait_for(running, 60)
+
+    # the job joined this room as the accepted agent, could not (no media here), and ended
+    claims = livekit.joins[0].claims
+    assert claims is not None
+    assert claims["sub"] == answer.participant_identity
+    assert claims["video"]["room"] == job.room.name
+    assert {m.update_job.job_id for m in worker.sent("update_job")} == {job.id}
