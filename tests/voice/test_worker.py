@@ -345,8 +345,9 @@ async def _until(condition: Any, polls: int = 1200) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("executor", ["process", "thread"])
 async def test_an_assigned_room_is_joined_with_the_servers_token(
-    livekit: FakeLiveKitServer, tmp_path: Path, quick_assignment_timeout: None
+    livekit: FakeLiveKitServer, tmp_path: Path, quick_assignment_timeout: None, executor: str
 ) -> None:
     from livekit import api as lkapi
     from livekit.agents import JobExecutorType
@@ -358,7 +359,7 @@ async def test_an_assigned_room_is_joined_with_the_servers_token(
         practice=RecordingPractice(),
     )
     stop = asyncio.Event()
-    server = build_server(setup, executor=JobExecutorType.THREAD, load=lambda: 0.0)
+    server = build_server(setup, executor=JobExecutorType(executor), load=lambda: 0.0)
     running = asyncio.create_task(serve(server, stop))
     worker = await livekit.next_worker()
     job = practice_job(livekit, 42)
