@@ -664,6 +664,6 @@ def home(
                 blocks.append(context(" · ".join(waiting)))
         blocks.append(context("`/team-gaps TEAM PERIOD` for the full picture, with a chart."))
         if web_base_url:
-            url = f"{web_base_url.rstrip('/')}/dashboard"
+            url = f"{web_base_url.rstrip('/')}/teams"
             blocks.append(actions(button("Open the dashboard", OPEN_LINK, url=url)))
     return {"type": "home", "blocks": limited(blocks)}

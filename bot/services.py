@@ -73,9 +73,11 @@ class Services:
     def voice_url(
         self, scenario: str | None = None, assignment_id: int | None = None
     ) -> str | None:
+        """The web app's voice practice page for a scenario (and assignment), or its
+        practice page when no scenario is named."""
         if scenario is None:
             return self.link("practice")
-        return self.link(f"practice/{quote(scenario)}", assignment=assignment_id)
+        return self.link(f"practice/voice/{quote(scenario)}", assignment=assignment_id)
 
     async def decide_cohort(self, decision_id: int, *, approved: bool, by: int) -> dict[str, Any]:
         """Answer a cohort decision on the pipeline (one at a time: its checkpointer is one

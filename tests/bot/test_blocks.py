@@ -262,4 +262,4 @@ def test_home_for_a_rep_and_for_a_manager() -> None:
     assert "*Acknowledge*  1.50 (▲ +0.30), 6 calls" in rep_view and "below the bar" in rep_view
     assert "The double charge" in rep_view and "1 to work on" in rep_view
     assert "1 team response(s) to approve · 2 dispute(s) to resolve" in manager_view
-    assert "https://coach.example/dashboard" in manager_view
+    assert "https://coach.example/teams" in manager_view

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -375,3 +375,34 @@ def test_attaching_without_a_signing_secret_names_the_setting(org: Org) -> None:
             rules=COHORT_RULES,
             catalogue=load_catalogue(COACHING_SCENARIOS),
         )
+
+
+def test_links_from_slack_open_pages_of_the_web_app(org: Org, tmp_path: Path) -> None:
+    from starlette.routing import Match
+
+    import app as cli
+    from bot import blocks
+    from bot.services import Services
+    from coaching.home import home_for
+    from tests.coaching.conftest import T0
+
+    context = cli.Context(settings=Settings(database_url=org.url, data_dir=tmp_path / "data"))
+    web_app = cli.build_web_app(context, practice=False)
+    services = Services(engine=org.engine, web_base_url="https://coach.example.com/")
+    links = [
+        services.dashboard_url("north"),
+        services.voice_url(),
+        services.voice_url("support-ack-easy", 7),
+    ]
+    manager_home = home_for(org.engine, org.people.manager, T0.date(), rules=COHORT_RULES)
+    home = json.dumps(blocks.home(manager_home, {}, web_base_url="https://coach.example.com/"))
+    home_links = re.findall(r'"url": "([^"]+)"', home)
+    assert home_links
+    links += home_links
+
+    for link in links:
+        assert link is not None and link.startswith("https://coach.example.com/")
+        path = urlsplit(link).path
+        scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+        matched = [r for r in web_app.router.routes if r.matches(scope)[0] == Match.FULL]
+        assert matched, f"{link} is not a page of the web app"
