@@ -464,7 +464,10 @@ class PracticeCall:
         close the agent session. Safe to call more than once."""
         self.agent._ended = True
         if self.session.current_speech is not None:
-            await self.session.interrupt(force=True)
+            try:
+                await self.session.interrupt(force=True)
+            except RuntimeError:
+                pass  # the session is already closing; nothing is playing any more
         result = await self.agent.finish()
         await self.aclose()
         return result

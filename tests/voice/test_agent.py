@@ -48,6 +48,8 @@ from voice.ws_transport import PushAudioInput, StreamedAudioOutput
 SCENARIO = "support-double-charge"
 REP_TURN = "I'm sorry about that. Let me look at your account and check the charges for you."
 WRAP_UP = "Let's wrap up there."
+QUICK = VoiceStyle(speed=2.0, variation=0.0)
+"""For tests that do not listen to the persona: it speaks twice as fast, so they wait less."""
 CARDS_WAV = EVAL_DIR / "speech" / "cmu_cards_001.wav"
 
 
@@ -190,7 +192,7 @@ async def test_the_rep_talking_over_the_persona_stops_it(
     say: Callable[[str], SpeechAudio],
 ) -> None:
     call = await open_practice_call(
-        driver, engines, scenario=SCENARIO, rep_external_id="e-200", vad=vad
+        driver, engines, scenario=SCENARIO, rep_external_id="e-200", vad=vad, default_style=QUICK
     )
     line, mic = await connect(call)
     try:
@@ -217,7 +219,7 @@ async def test_a_silent_rep_is_nudged(
     driver: PracticeDriver, engines: VoiceEngines, vad: VAD
 ) -> None:
     call = await open_practice_call(
-        driver, engines, scenario=SCENARIO, vad=vad, user_away_timeout=0.5
+        driver, engines, scenario=SCENARIO, vad=vad, user_away_timeout=0.5, default_style=QUICK
     )
     line, mic = await connect(call)
     try:
@@ -241,7 +243,9 @@ async def test_recorded_speech_reaches_the_persona(
         rate, channels = recording.getframerate(), recording.getnchannels()
         samples = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2")
     mono = samples.reshape(-1, channels)[:, 0].astype("<i2").tobytes()
-    call = await open_practice_call(driver, engines, scenario=SCENARIO, vad=vad)
+    call = await open_practice_call(
+        driver, engines, scenario=SCENARIO, vad=vad, default_style=QUICK
+    )
     line = Line()
     microphone = PushAudioInput(rate)
     call.session.input.audio = microphone
