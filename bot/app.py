@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -54,6 +55,34 @@ MANIFEST = Path(__file__).parent / "manifest.yaml"
 
 class BotConfigError(Exception):
     """The Slack settings cannot run the app; the message names the setting to fix."""
+
+
+_CARRIES_CONTENT = re.compile(r"body|payload|\{['\"]")
+_EVENT_END = re.compile(r" \(| \{|: ")
+
+
+class _BoltContentFilter(logging.Filter):
+    """Bolt logs some requests whole (an invalid signature, an unhandled request): their
+    bodies carry message text and people's names, so the text moves under `pii.detail` and
+    the record keeps only its opening phrase."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _CARRIES_CONTENT.search(message):
+            cut = _EVENT_END.search(message)
+            record.msg = message[: cut.start()] if cut else "slack request logged"
+            record.args = None
+            record.__dict__["pii.detail"] = message
+        return True
+
+
+def bolt_logger() -> logging.Logger:
+    """The base logger handed to Bolt: its listeners' and middleware's loggers copy its
+    filter, so request bodies never reach the log outside `pii.` fields."""
+    base = logging.getLogger("slack_bolt")
+    if not any(isinstance(f, _BoltContentFilter) for f in base.filters):
+        base.addFilter(_BoltContentFilter())
+    return base
 
 
 def web_client(slack: SlackSettings, *, retries: bool = True) -> AsyncWebClient:
@@ -109,6 +138,7 @@ def build_app(
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
     app = AsyncApp(
         client=web_client(settings),
+        logger=bolt_logger(),
         signing_secret=secret,
         process_before_response=False,
         # an HTTP-mode app without a secret would refuse every request; say so at start-up

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+
+import pytest
 
 from tests.bot.conftest import Bot, sign
 
@@ -50,3 +53,20 @@ async def test_a_signed_command_with_a_tampered_body_is_refused(bot: Bot) -> Non
 
     assert response.status_code == 401
     assert bot.slack.responses == []
+
+
+async def test_a_refused_request_is_logged_without_its_text(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = "command=/team-gaps&user_id=UMGR&user_name=ada.lovelace&text=north+private+words"
+    stale = int(time.time()) - 10 * 60
+
+    with caplog.at_level(logging.INFO):
+        response = await bot.post(body, "application/x-www-form-urlencoded", timestamp=stale)
+
+    assert response.status_code == 401
+    refused = [r for r in caplog.records if r.name.startswith("slack_bolt")]
+    assert refused, "Bolt logs the refusal"
+    for record in caplog.records:
+        assert "private" not in record.getMessage() and "ada.lovelace" not in record.getMessage()
+    assert any("private+words" in str(r.__dict__.get("pii.detail")) for r in refused)
