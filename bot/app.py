@@ -62,9 +62,9 @@ _EVENT_END = re.compile(r" \(| \{|: ")
 
 
 class _BoltContentFilter(logging.Filter):
-    """Bolt logs some requests whole (an invalid signature, an unhandled request): their
-    bodies carry message text and people's names, so the text moves under `pii.detail` and
-    the record keeps only its opening phrase."""
+    """Bolt logs some requests whole (an invalid signature, an unhandled request), and the
+    Web API client its calls at debug level: their bodies carry message text and people's
+    names, so the text moves under `pii.detail` and the record keeps its opening phrase."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -76,13 +76,17 @@ class _BoltContentFilter(logging.Filter):
         return True
 
 
+def _filtered(name: str) -> logging.Logger:
+    found = logging.getLogger(name)
+    if not any(isinstance(f, _BoltContentFilter) for f in found.filters):
+        found.addFilter(_BoltContentFilter())
+    return found
+
+
 def bolt_logger() -> logging.Logger:
     """The base logger handed to Bolt: its listeners' and middleware's loggers copy its
     filter, so request bodies never reach the log outside `pii.` fields."""
-    base = logging.getLogger("slack_bolt")
-    if not any(isinstance(f, _BoltContentFilter) for f in base.filters):
-        base.addFilter(_BoltContentFilter())
-    return base
+    return _filtered("slack_bolt")
 
 
 def web_client(slack: SlackSettings, *, retries: bool = True) -> AsyncWebClient:
@@ -101,9 +105,12 @@ def web_client(slack: SlackSettings, *, retries: bool = True) -> AsyncWebClient:
         if retries
         else []
     )
+    quiet = _filtered("slack_sdk.web.async_base_client")
     if slack.api_base_url:
-        return AsyncWebClient(token=token, base_url=slack.api_base_url, retry_handlers=handlers)
-    return AsyncWebClient(token=token, retry_handlers=handlers)
+        return AsyncWebClient(
+            token=token, base_url=slack.api_base_url, retry_handlers=handlers, logger=quiet
+        )
+    return AsyncWebClient(token=token, retry_handlers=handlers, logger=quiet)
 
 
 def build_app(

@@ -7,8 +7,12 @@ import logging
 import time
 
 import pytest
+from pydantic import SecretStr
 
+from bot.app import web_client
+from config.settings import SlackSettings
 from tests.bot.conftest import Bot, sign
+from tests.fakes.slack_api import FakeSlackApi
 
 
 async def test_url_verification_answers_the_challenge(bot: Bot) -> None:
@@ -70,3 +74,19 @@ async def test_a_refused_request_is_logged_without_its_text(
     for record in caplog.records:
         assert "private" not in record.getMessage() and "ada.lovelace" not in record.getMessage()
     assert any("private+words" in str(r.__dict__.get("pii.detail")) for r in refused)
+
+
+async def test_web_api_calls_are_logged_without_their_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with FakeSlackApi() as slack:
+        client = web_client(
+            SlackSettings(bot_token=SecretStr("xoxb-log-test"), api_base_url=slack.base_url)
+        )
+        with caplog.at_level(logging.DEBUG):
+            await client.chat_postMessage(channel="DUADA", text="Ada, your private feedback")
+
+    assert any(r.name.startswith("slack_sdk") for r in caplog.records)
+    for record in caplog.records:
+        assert "private feedback" not in record.getMessage()
+        assert "xoxb-log-test" not in record.getMessage()
