@@ -14,7 +14,9 @@ client points at the fake Slack API. Each request is a signed slash command over
 Slack sends it, on a new connection; timed are the acknowledgement (the HTTP answer, which
 Slack wants within 3 s), the answer posted to the `response_url` (recorded by the fake on
 arrival), and the trend chart's upload to the manager's DM. `--concurrency N` sends N
-managers' commands (N different teams) at once.
+managers' commands (N different teams) at once. `--mode socket` delivers each command as a
+Socket Mode envelope over the fake's WebSocket instead; the acknowledgement is then the ack
+arriving back with the envelope's id.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -86,16 +90,57 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+Send = Callable[[dict[str, str]], Awaitable[tuple[float, float]]]
+"""Deliver a slash command to the app; returns when it was sent and acknowledged."""
+
+
+def http_sender(http: httpx.AsyncClient, url: str) -> Send:
+    async def send(form: dict[str, str]) -> tuple[float, float]:
+        body = urlencode(form)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(timestamp),
+            "X-Slack-Signature": sign(body, timestamp),
+        }
+        sent = time.monotonic()
+        response = await http.post(url, content=body.encode(), headers=headers)
+        acked = time.monotonic()
+        if response.status_code != 200:
+            raise RuntimeError(f"the bot answered HTTP {response.status_code}")
+        return sent, acked
+
+    return send
+
+
+def socket_sender(slack: FakeSlackApi) -> Send:
+    async def send(form: dict[str, str]) -> tuple[float, float]:
+        envelope_id = slack.send_envelope("slash_commands", form)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            timing = slack.envelope_timing(envelope_id)
+            if timing is not None:
+                return timing
+            await asyncio.sleep(0.001)
+        raise RuntimeError("the envelope was not acknowledged within 60 s")
+
+    return send
+
+
 async def one_command(
-    http: httpx.AsyncClient,
-    url: str,
-    slack: FakeSlackApi,
-    slack_user: str,
-    team_slug: str,
-    token: str,
+    send: Send, slack: FakeSlackApi, slack_user: str, team_slug: str, token: str
 ) -> tuple[float, float, float]:
     """(acknowledged, answered, chart uploaded) seconds after sending the command."""
-    body = urlencode(
+
+    def uploads() -> list[Any]:
+        return [
+            c
+            for c in slack.calls_to("files.completeUploadExternal", ok_only=True)
+            if c.body.get("channel_id") == f"D{slack_user}"
+        ]
+
+    uploads_before = len(uploads())
+    sent, acked = await send(
         {
             "token": "legacy",
             "team_id": "T0BENCH",
@@ -107,26 +152,6 @@ async def one_command(
             "trigger_id": "trig-bench",
         }
     )
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": sign(body, timestamp),
-    }
-
-    def uploads() -> list[Any]:
-        return [
-            c
-            for c in slack.calls_to("files.completeUploadExternal", ok_only=True)
-            if c.body.get("channel_id") == f"D{slack_user}"
-        ]
-
-    uploads_before = len(uploads())
-    sent = time.monotonic()
-    response = await http.post(url, content=body.encode(), headers=headers)
-    acked = time.monotonic() - sent
-    if response.status_code != 200:
-        raise RuntimeError(f"the bot answered HTTP {response.status_code}")
     deadline = sent + 120
     answered: float | None = None
     while time.monotonic() < deadline:
@@ -140,14 +165,52 @@ async def one_command(
                     raise RuntimeError(f"not a team-gaps answer with data: {shown[:300]}")
         done = uploads()
         if answered is not None and len(done) > uploads_before:
-            return acked, answered, done[-1].arrived_at - sent
+            return acked - sent, answered, done[-1].arrived_at - sent
         await asyncio.sleep(0.002)
     raise RuntimeError("no answer within 120 s")
 
 
-async def measure(engine: Engine, requests: int, concurrency: int) -> dict[str, Any]:
+@asynccontextmanager
+async def serving(app: Any, mode: str, slack: FakeSlackApi) -> AsyncIterator[Send]:
+    """The app reachable the way Slack reaches it: signed HTTP, or Socket Mode envelopes."""
+    if mode == "socket":
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(app, "xapp-1-bench")
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            yield socket_sender(slack)
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        return
+    config = uvicorn.Config(
+        create_asgi_app(app), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    ready = asyncio.Event()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            ready.set()
+
+    server = Server(config)
+    task = asyncio.create_task(server.serve())
+    await ready.wait()
+    port = server.servers[0].sockets[0].getsockname()[1]
+    # a new connection per command, as Slack's requests arrive (and no keep-alive race)
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(timeout=60, limits=fresh) as http:
+            yield http_sender(http, f"http://127.0.0.1:{port}/slack/events")
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def measure(engine: Engine, requests: int, concurrency: int, mode: str) -> dict[str, Any]:
     teams = list(range(1, concurrency + 1))
     managers = map_managers(engine, teams)
+    acks, answers, charts = [], [], []
     with FakeSlackApi() as slack:
         app = build_app(
             engine=engine,
@@ -159,32 +222,11 @@ async def measure(engine: Engine, requests: int, concurrency: int) -> dict[str, 
             rules=CoachingRules(),
             clock=lambda: END - timedelta(hours=1),
         )
-        config = uvicorn.Config(
-            create_asgi_app(app), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-        ready = asyncio.Event()
-
-        class Server(uvicorn.Server):
-            async def startup(self, sockets: Any = None) -> None:
-                await super().startup(sockets=sockets)
-                ready.set()
-
-        server = Server(config)
-        task = asyncio.create_task(server.serve())
-        await ready.wait()
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}/slack/events"
-        acks, answers, charts = [], [], []
-        # a new connection per command, as Slack's requests arrive (and no keep-alive race)
-        fresh = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=60, limits=fresh) as http:
-            n = 0
+        async with serving(app, mode, slack) as send:
             warmup = 2
-            while n < requests + warmup:
+            for n in range(requests + warmup):
                 batch = [
-                    one_command(
-                        http, url, slack, managers[team], f"team-{team:04d}", f"r{n + i}-{team}"
-                    )
+                    one_command(send, slack, managers[team], f"team-{team:04d}", f"r{n}-{i}-{team}")
                     for i, team in enumerate(teams)
                 ]
                 results = await asyncio.gather(*batch)
@@ -193,12 +235,10 @@ async def measure(engine: Engine, requests: int, concurrency: int) -> dict[str, 
                         acks.append(ack)
                         answers.append(answer)
                         charts.append(chart)
-                n += 1
-                print(f"  {n}/{requests + warmup}", end="\r", flush=True)
-        server.should_exit = True
-        await task
+                print(f"  {n + 1}/{requests + warmup}", end="\r", flush=True)
     print()
     return {
+        "mode": mode,
         "requests": len(acks),
         "concurrency": concurrency,
         "acknowledged": summary(acks),
@@ -215,6 +255,9 @@ def main() -> None:
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=40, help="Rounds measured per db.")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument(
+        "--mode", choices=("http", "socket"), default="http", help="How Slack reaches the app."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.reps // TEAM_SIZE < args.concurrency:
@@ -229,12 +272,15 @@ def main() -> None:
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
         engine, where = prepare(db, args.reps, args.interactions, regenerate=False)
         print(f"{db}: {where}")
-        results[db] = asyncio.run(measure(engine, args.requests, args.concurrency))
+        results[db] = asyncio.run(measure(engine, args.requests, args.concurrency, args.mode))
         engine.dispose()
         print(json.dumps(results[db], indent=2))
     results["load_after"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"slack-team-gaps-{args.reps}x{args.interactions}-c{args.concurrency}-{args.db}.json"
+    name = (
+        f"slack-team-gaps-{args.reps}x{args.interactions}-c{args.concurrency}-{args.db}"
+        f"-{args.mode}.json"
+    )
     (RESULTS / name).write_text(json.dumps(results, indent=2))
 
 

@@ -73,6 +73,8 @@ class _State:
     rate_limited: int = 0
     acks: list[dict[str, Any]] = field(default_factory=list)
     socket_connections: int = 0
+    envelope_sent_at: dict[str, float] = field(default_factory=dict)
+    ack_arrived_at: dict[str, float] = field(default_factory=dict)
 
 
 class FakeSlackApi:
@@ -204,6 +206,13 @@ class FakeSlackApi:
         """What the app answered to Socket Mode envelopes (`envelope_id`, maybe `payload`)."""
         with self._lock:
             return list(self._state.acks)
+
+    def envelope_timing(self, envelope_id: str) -> tuple[float, float] | None:
+        """(sent, acknowledged) `time.monotonic()` of an envelope, once it is acknowledged."""
+        with self._lock:
+            sent = self._state.envelope_sent_at.get(envelope_id)
+            acked = self._state.ack_arrived_at.get(envelope_id)
+        return (sent, acked) if sent is not None and acked is not None else None
 
     @property
     def socket_connections(self) -> int:
@@ -470,9 +479,11 @@ class FakeSlackApi:
             async for message in socket:
                 if message.type != WSMsgType.TEXT:
                     continue
+                arrived = time.monotonic()
                 answer = json.loads(message.data)
                 with self._lock:
                     self._state.acks.append(answer)
+                    self._state.ack_arrived_at[str(answer.get("envelope_id"))] = arrived
         finally:
             sender.cancel()
             self._sockets.remove(socket)
@@ -486,6 +497,9 @@ class FakeSlackApi:
                 self._envelopes.put_nowait(envelope)  # for the newer connection
                 await asyncio.sleep(0.01)
                 continue
+            if "envelope_id" in envelope:
+                with self._lock:
+                    self._state.envelope_sent_at[envelope["envelope_id"]] = time.monotonic()
             await socket.send_json(envelope)
             if envelope.get("type") == "disconnect":
                 return
