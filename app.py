@@ -2226,6 +2226,77 @@ def voice_worker(
     )
 
 
+# -- job queue ------------------------------------------------------------------------------
+
+jobs_app = typer.Typer(
+    help="Score and coach calls on worker machines through a Celery broker (Redis, RabbitMQ).",
+    no_args_is_help=True,
+)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _job_app(context: Context) -> Any:
+    from coaching.jobs import JobQueueError, create_job_app
+
+    try:
+        return create_job_app(context.settings)
+    except JobQueueError as exc:
+        fail(str(exc))
+
+
+@jobs_app.command("worker")
+def jobs_worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Jobs at once (processes).")
+    ] = 1,
+) -> None:
+    """Take scoring and coaching jobs from the queue until stopped; run one per machine or more."""
+    from celery.signals import worker_process_shutdown
+
+    context = ctx_of(ctx)
+    context.engine.dispose()  # migrated now; each worker process opens its own connections
+    jobs = _job_app(context)
+
+    @worker_process_shutdown.connect(weak=False)
+    def close_runtime(**_: Any) -> None:
+        from coaching.jobs import runtime_of
+
+        runtime_of(jobs).close()
+
+    console.print(
+        f"job worker on queue `{context.settings.jobs.queue}`, judge "
+        f"`{context.settings.jobs.judge}`, {concurrency} at once (Ctrl+C stops it)",
+        highlight=False,
+    )
+    pool = "solo" if concurrency == 1 else "prefork"
+    jobs.worker_main(
+        ["worker", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+    )
+
+
+@jobs_app.command("enqueue")
+def jobs_enqueue(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N calls.")] = None,
+) -> None:
+    """Queue every call not yet scored and coached for the workers; safe to run again."""
+    from coaching.jobs import enqueue_pending
+
+    context = ctx_of(ctx)
+    jobs = _job_app(context)
+    try:
+        calls, sent = enqueue_pending(jobs, context.engine, context.settings, limit=limit)
+    except OSError as exc:
+        fail(
+            f"The broker at {context.settings.jobs.broker_url} did not answer "
+            f"({type(exc).__name__}); check COACHLOOP_JOBS__BROKER_URL and that it is running"
+        )
+    console.print(
+        f"queued {calls} calls in {sent} jobs on `{context.settings.jobs.queue}`", highlight=False
+    )
+
+
 # -- the main job ---------------------------------------------------------------------------
 
 

@@ -138,6 +138,7 @@ def _find_pending(
     since: datetime | None,
     limit: int | None,
     retry_unscored: bool,
+    interaction_ids: Sequence[int] | None = None,
 ) -> list[_Pending]:
     expected = _expected_version(versions).label("expected")
     missing: ColumnElement[bool] = col(Evaluation.id).is_(None)
@@ -166,6 +167,8 @@ def _find_pending(
     )
     if since is not None:
         query = query.where(col(Interaction.started_at) >= since)
+    if interaction_ids is not None:
+        query = query.where(col(Interaction.id).in_(list(interaction_ids)))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as connection:
@@ -442,6 +445,7 @@ async def score_pending(
     limit: int | None = None,
     since: datetime | None = None,
     retry_unscored: bool = False,
+    interaction_ids: Sequence[int] | None = None,
 ) -> ScoringReport:
     """Score every interaction that has no evaluation by `judge` under its rubric version.
 
@@ -454,6 +458,7 @@ async def score_pending(
         limit: Score at most this many calls.
         since: Only calls that started at or after this time.
         retry_unscored: Also retry calls this judge left unscored before.
+        interaction_ids: Only these calls (those already scored are skipped), as a job does.
 
     Returns:
         What was scored, left unscored (with reasons) or skipped.
@@ -480,6 +485,7 @@ async def score_pending(
         since=since,
         limit=limit,
         retry_unscored=retry_unscored,
+        interaction_ids=interaction_ids,
     )
     report.pending = len(pending)
     logger.info("scoring started", extra={"judge": name, "pending": len(pending)})
