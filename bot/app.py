@@ -225,11 +225,11 @@ def _error_of(exc: SlackApiError) -> str:
     return str(response.get("error") or "") if response is not None else ""
 
 
-async def check_credentials(client: AsyncWebClient, slack: SlackSettings) -> str | None:
+async def check_credentials(client: AsyncWebClient, slack: SlackSettings) -> None:
     """Ask Slack whether the tokens work, before anything is served.
 
-    Returns:
-        A Socket Mode WebSocket URL when an app token is set, else None.
+    The app token is tried by asking for a Socket Mode URL, which is left unused: the
+    connection asks for its own when it opens (a URL is only valid for a short while).
 
     Raises:
         BotConfigError: Slack refused a token or cannot be reached; the message names the
@@ -250,16 +250,15 @@ async def check_credentials(client: AsyncWebClient, slack: SlackSettings) -> str
             "network, or COACHLOOP_SLACK__API_BASE_URL if it is set"
         ) from None
     if slack.app_token is None:
-        return None
+        return
     try:
-        opened = await client.apps_connections_open(app_token=slack.app_token.get_secret_value())
+        await client.apps_connections_open(app_token=slack.app_token.get_secret_value())
     except SlackApiError as exc:
         raise BotConfigError(
             f"Slack refused the app token for Socket Mode ({_error_of(exc)}); check "
             "COACHLOOP_SLACK__APP_TOKEN (an app-level `xapp-` token with the "
             "`connections:write` scope), or unset it to serve Slack over HTTP"
         ) from None
-    return str(opened["url"])
 
 
 @dataclass
@@ -313,7 +312,8 @@ async def running(
     check_settings(slack)
     if web_base_url and not slack.web_base_url:
         slack = slack.model_copy(update={"web_base_url": web_base_url})
-    url = await check_credentials(web_client(slack, retries=False), slack)
+    await check_credentials(web_client(slack, retries=False), slack)
+    socket_mode = slack.app_token is not None
     report = await asyncio.to_thread(undelivered_report, engine)
     if report.items:
         logger.warning("messages undeliverable", extra={"by_reason": report.by_reason()})
@@ -348,17 +348,13 @@ async def running(
             task = asyncio.create_task(worker.run(stop))
         handler: Any = None
         try:
-            if url is not None:
+            if slack.app_token is not None:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-                assert slack.app_token is not None
                 handler = AsyncSocketModeHandler(app, slack.app_token.get_secret_value())
-                handler.client.wss_uri = url  # the URL the credential check was given
                 await handler.connect_async()
                 logger.info("slack connected in socket mode")
-            yield RunningBot(
-                app=app, socket_mode=url is not None, worker=worker, undelivered=report
-            )
+            yield RunningBot(app=app, socket_mode=socket_mode, worker=worker, undelivered=report)
         finally:
             stop.set()
             if handler is not None:
