@@ -480,8 +480,11 @@ class OfflineJudge:
             in it, one file per rubric version and criterion. None keeps them in memory only.
         threshold: the score a check needs to count as observed.
         thresholds: per-check overrides of `threshold`, by check id.
-        cache_turns: keep turn embeddings in the encoder's cache, for runs that score the same
-            transcripts again (cross-validation).
+        cache_turns: keep the vectors of turn sentences in the encoder's LRU cache. Calls
+            repeat many sentences ("Okay.", "Is there anything else I can help with?"), so
+            each is embedded once per process rather than once per call; runs that score the
+            same transcripts again (cross-validation) reuse every vector. The vectors are the
+            same either way; False embeds every batch's sentences afresh.
     """
 
     def __init__(
@@ -491,7 +494,7 @@ class OfflineJudge:
         models_dir: Path | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         thresholds: Mapping[str, float] | None = None,
-        cache_turns: bool = False,
+        cache_turns: bool = True,
     ) -> None:
         self._encoder = encoder if encoder is not None else SentenceEncoder()
         self._models_dir = models_dir

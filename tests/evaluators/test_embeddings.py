@@ -95,6 +95,32 @@ def test_cache_serves_repeated_text_and_evicts_the_oldest() -> None:
     assert encoder.cache_hits == hits_before  # "beta two" had to be embedded again
 
 
+def test_batches_run_side_by_side_give_the_vectors_of_one_thread() -> None:
+    texts = [f"Call {n}: the router light is {'orange ' * (n % 7)}again." for n in range(40)]
+    one = SentenceEncoder(threads=1, batch_size=4).encode(texts)
+    two = SentenceEncoder(threads=2, batch_size=4).encode(texts)
+
+    assert np.allclose(one, two, atol=1e-5)
+    assert np.allclose(np.linalg.norm(two, axis=1), 1.0, atol=1e-5)
+
+
+def test_clearing_the_cache_embeds_again() -> None:
+    encoder = SentenceEncoder()
+    encoder.encode(["alpha one", "beta two"], cache=True)
+    assert encoder.cached == 2
+
+    encoder.clear_cache()
+    encoder.encode(["alpha one"], cache=True)
+
+    assert encoder.cached == 1
+    assert encoder.cache_hits == 0
+
+
+def test_threads_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        SentenceEncoder(threads=0)
+
+
 def test_split_sentences_gives_exact_spans() -> None:
     text = 'Okay. "Is that right?" she asked!  And then\nnothing'
 
