@@ -17,7 +17,11 @@ endif
 # Debian's Chromium for the web app's browser tests (Playwright drives it; it downloads no
 # browser of its own). A stale package index gets one `apt-get update` and a second try.
 browsers:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "no apt-get here: install Chromium at $(CHROMIUM) to run the browser tests" \
+			"(they are skipped without it)"; \
+	else \
 		echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 			$(BROWSER_PACKAGES) \
