@@ -3,6 +3,7 @@ ask for every scope, command, event and interactivity setting the app relies on.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,12 @@ def test_events_interactivity_home_and_socket_mode() -> None:
 def test_coachloop_slack_prints_the_manifest() -> None:
     import app as cli
 
-    result = CliRunner().invoke(cli.app, ["slack", "--manifest"])
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(cli.app, ["slack", "--manifest"])
+    finally:  # the command sets up logging to the runner's stream, which then closes
+        root.handlers[:], root.level = handlers, level
 
     assert result.exit_code == 0
     assert result.stdout == manifest_text()
