@@ -50,7 +50,8 @@ def make_judge(kind: str, settings: Settings, models_dir: Path) -> Judge:
     """
     if kind == "offline":
         offline = _module("evaluators.offline", kind)
-        judge: Judge = offline.OfflineJudge()
+        # levels learnt from human labels (`coachloop eval --calibrate-on`) live there
+        judge: Judge = offline.OfflineJudge(models_dir=models_dir)
         return judge
     if kind == "llm":
         if not settings.llm_enabled:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from config.rubric import SHIPPED_RUBRIC_DIR, Rubric, load_rubric
+from config.settings import Settings
 from evaluators.base import Judge, Transcript, TurnView, Unscored, Verdict
+from evaluators.judges import make_judge
 from evaluators.offline import (
     MODELS_SUBDIR,
     LabelError,
@@ -284,6 +286,18 @@ async def test_learnt_model_round_trips_through_the_models_folder(
     loaded = LevelModel.load(path)
     assert loaded.rubric_version == rubric.version and loaded.criterion_id == ACK
     assert len(loaded.fingerprints) == 36
+
+
+async def test_the_judge_the_commands_build_uses_the_models_learnt_before(
+    rubric: Rubric, tmp_path: Path
+) -> None:
+    learner = OfflineJudge(shared_encoder(), models_dir=tmp_path)
+    await learner.learn(rubric, ACK, TRAIN)
+
+    judge = make_judge("offline", Settings(), tmp_path)
+
+    assert isinstance(judge, OfflineJudge)
+    assert judge.labels_learnt(rubric)[ACK] == 36
 
 
 async def test_a_corrupt_model_file_is_reported_with_its_path(
