@@ -406,3 +406,44 @@ def test_links_from_slack_open_pages_of_the_web_app(org: Org, tmp_path: Path) ->
         scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
         matched = [r for r in web_app.router.routes if r.matches(scope)[0] == Match.FULL]
         assert matched, f"{link} is not a page of the web app"
+
+
+async def test_a_refused_token_leaves_the_web_app_serving(
+    org: Org, slack: FakeSlackApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import app as cli
+    from web.serving import listen, serve, server_for
+
+    slack.fail_next("auth.test", "invalid_auth")
+    settings = Settings(
+        database_url=org.url,
+        data_dir=tmp_path / "data",
+        slack=SlackSettings(
+            bot_token=SecretStr("xoxb-revoked"),
+            signing_secret=SecretStr(SECRET),
+            api_base_url=slack.base_url,
+        ),
+    )
+    context = cli.Context(settings=settings)
+    web_app = cli.build_web_app(context, practice=False)
+    sock = listen("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert cli.attach_slack(context, web_app, web_base_url=url)
+    server = server_for(web_app)
+    task = asyncio.create_task(serve(web_app, sock, server=server))
+    try:
+        while not server.started:
+            assert not task.done(), "the web app did not start"
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient() as http:
+            health = await http.get(f"{url}/healthz")
+            events = await http.post(f"{url}/slack/events", content=b"command=/team-gaps")
+    finally:
+        server.should_exit = True
+        await task
+
+    assert health.status_code == 200
+    assert events.status_code == 503
+    refused = [r for r in caplog.records if r.getMessage() == "slack app not started"]
+    assert refused and "COACHLOOP_SLACK__BOT_TOKEN" in str(refused[0].__dict__.get("reason"))
+    assert delivered(slack) == []
