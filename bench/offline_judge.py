@@ -3,15 +3,18 @@
 Scores 40-turn support calls with the shipped support rubric (4 criteria) through
 `OfflineJudge.evaluate_many`, a batch at a time as `coachloop score` does, and compares that
 with the same sentences pushed straight through `SentenceEncoder.encode` in the same batches:
-the floor the judge stands on. Raw and judged passes alternate, on the same calls, and each
-figure is the median over the runs. Peak memory is the process's `VmHWM` at the end (model
-loaded, every call scored).
+the floor the judge stands on. Each run makes three passes over the same calls: raw, the
+judge without its sentence cache, and the judge with it (emptied first, so nothing carries
+over from an earlier pass). Each figure is the median over the runs. Peak memory is the
+process's `VmHWM` at the end (model loaded, every call scored).
 
-The calls are the demo organisation's support calls (`coachloop demo`'s generator, seed 7),
-two of them back to back per benchmark call and cut to 40 turns, so turn lengths and
-wording are those of the demo data.
+Two corpora: `demo`, the demo organisation's support calls (`coachloop demo`'s generator,
+seed 7), two of them back to back per benchmark call and cut to 40 turns; `annomi`, the
+distinct turns of the AnnoMI set in `../shared/eval/`, 40 at a time: real conversation in
+which no sentence repeats on purpose, the worst case for the cache.
 
-    uv run python bench/offline_judge.py --calls 256 --runs 5
+    uv run python bench/offline_judge.py --calls 160 --runs 5
+    uv run python bench/offline_judge.py --corpus annomi --calls 36 --runs 5
 """
 
 from __future__ import annotations
