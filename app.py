@@ -92,7 +92,16 @@ def main_callback(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"COACHLOOP_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        fail(f"Bad setting ({problems}); fix it in the environment or .env (see .env.example)")
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     level = "DEBUG" if verbose else settings.log_level

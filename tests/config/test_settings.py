@@ -58,3 +58,21 @@ def test_env_file_is_read_when_present(tmp_path: Path, monkeypatch: pytest.Monke
     settings = Settings(_env_file=tmp_path / ".env")
 
     assert settings.log_level == "DEBUG"
+
+
+def test_a_bad_setting_is_named_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from app import app
+    from config.settings import get_settings
+
+    monkeypatch.setenv("COACHLOOP_JOBS__BATCH_SIZE", "lots")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["org", "show"])
+    get_settings.cache_clear()
+
+    assert result.exit_code == 1
+    assert (
+        "Bad setting (COACHLOOP_JOBS__BATCH_SIZE: Input should be a valid integer" in result.output
+    )
+    assert "Traceback" not in result.output
