@@ -52,11 +52,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record, so a process that
+    swaps standard error (a test runner, a daemon) never gets a handler on a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def setup_logging(
     level: str = "INFO", *, json_lines: bool = False, redact_pii: bool = True
 ) -> None:
     """Configure the root logger once; called by `app.py` only."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
