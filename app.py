@@ -2314,6 +2314,10 @@ def run(
     ctx: typer.Context,
     judge: Annotated[str, typer.Option("--judge", help="`offline` or `llm`.")] = "offline",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo organisation.")] = 7,
+    reps: Annotated[
+        int, typer.Option("--reps", min=9, max=200, help="Reps in the demo organisation.")
+    ] = 24,
+    days: Annotated[int, typer.Option("--days", min=7, max=366, help="Days of demo calls.")] = 30,
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Stop after the summary; do not serve the web app.")
     ] = False,
@@ -2328,7 +2332,7 @@ def run(
     Safe to run again: each step only does what is not done yet.
     """
     console.rule("1/4 demo organisation")
-    demo(ctx, seed=seed)
+    demo(ctx, reps=reps, days=days, seed=seed)
     console.rule("2/4 scoring every call")
     score(ctx, judge=judge)
     console.rule("3/4 coaching pipeline")
