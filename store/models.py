@@ -53,7 +53,7 @@ class Person(SQLModel, table=True):
     access: Access = Field(default=Access.rep)
     role: str | None = Field(default=None, max_length=64)
     team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
-    manager_id: int | None = Field(default=None, foreign_key="person.id")
+    manager_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     pilot: bool = False
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
@@ -71,6 +71,13 @@ class Interaction(SQLModel, table=True):
         UniqueConstraint("source", "external_id", name="uq_interaction_source_external"),
         Index("ix_interaction_rep_started", "rep_id", "started_at"),
         Index("ix_interaction_team_started", "team_id", "started_at"),
+        Index(
+            "ix_interaction_team_kind_started",
+            "team_id",
+            "kind",
+            "started_at",
+            postgresql_include=["id"],
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -119,6 +126,7 @@ class Evaluation(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("interaction_id", "rubric_version", "judge", name="uq_evaluation_once"),
+        Index("ix_evaluation_interaction_status", "interaction_id", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -244,6 +252,14 @@ class CriterionDaily(SQLModel, table=True):
     __table_args__ = (
         Index("ix_criteriondaily_team_day", "team_id", "kind", "day"),
         Index("ix_criteriondaily_day", "kind", "day"),
+        # on SQLite migration 0006 keeps the counts in the key, as SQLite has no INCLUDE
+        Index(
+            "ix_criteriondaily_team_counts",
+            "team_id",
+            "kind",
+            "day",
+            postgresql_include=["rep_id", "criterion_id", "n1", "n2", "n3", "n_na"],
+        ),
     )
 
     rep_id: int = Field(foreign_key="person.id", primary_key=True)
