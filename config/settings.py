@@ -88,10 +88,11 @@ class VoiceSettings(BaseModel):
     turn_detection: Literal["vad", "turn-detector"] = "vad"
     """End of the rep's turn: after `endpointing_delay_s` of silence (`vad`), or when
     LiveKit's local end-of-turn model agrees (`turn-detector`, waiting up to 3 s)."""
-    vad_silence_s: float = Field(default=0.55, ge=0.1, le=3.0)
+    vad_silence_s: float = Field(default=0.3, ge=0.1, le=3.0)
     """Silence that ends a stretch of speech for the voice activity detector (Silero)."""
-    endpointing_delay_s: float = Field(default=0.4, ge=0.05, le=5.0)
-    """Further silence after that before the rep's turn ends."""
+    endpointing_delay_s: float = Field(default=0.2, ge=0.05, le=5.0)
+    """Further silence after that before the rep's turn ends (the turn also waits for its
+    transcript, which usually takes longer)."""
     interruption_min_s: float = Field(default=0.4, ge=0.05, le=5.0)
     """How long the rep must talk over the persona to stop it."""
 
