@@ -216,7 +216,7 @@ class Microphone:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
 
-async def _until(condition: Any, guard_s: float = 60) -> None:
+async def _until(condition: Any, guard_s: float = 120) -> None:
     async with asyncio.timeout(guard_s):
         while not condition():  # noqa: ASYNC110 (polls what the listener collected)
             await asyncio.sleep(0.005)
@@ -227,7 +227,10 @@ async def run_call(base_url: str, cookie: str, clips: list[bytes], turns: int) -
     call = Call()
     measured: list[Turn] = []
     async with websockets.connect(
-        url, additional_headers={"Cookie": cookie, "Origin": base_url}, max_size=None
+        url,
+        additional_headers={"Cookie": cookie, "Origin": base_url},
+        max_size=None,
+        ping_interval=None,  # a loaded machine can miss a keepalive; the call is what counts
     ) as ws:
         await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
         listener = asyncio.create_task(_listen(ws, call))
@@ -351,7 +354,7 @@ def measure(args: argparse.Namespace, model: str, clips: list[bytes]) -> list[Tu
                         break
                 except httpx.HTTPError:
                     pass
-                if server.poll() is not None or time.perf_counter() - started > 180:
+                if server.poll() is not None or time.perf_counter() - started > 600:
                     raise SystemExit(f"the server for {model} did not start")
                 time.sleep(0.2)
             print(f"  {model}: server up in {time.perf_counter() - started:.1f} s", flush=True)
