@@ -1883,10 +1883,15 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the web app: team dashboards, rep pages, calibration, messages and practice."""
+    """Serve the web app: team dashboards, rep pages, calibration, messages and practice;
+    with a Slack bot token, the Slack app and its delivery run in the same server."""
     context = ctx_of(ctx)
     web_app = build_web_app(context, practice=not no_practice, voice=not no_voice)
-    serve_web(context, web_app, host=host, port=port)
+
+    def with_slack(url: str) -> None:
+        attach_slack(context, web_app, web_base_url=url)
+
+    serve_web(context, web_app, host=host, port=port, before=with_slack)
 
 
 def serve_web(
