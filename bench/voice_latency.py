@@ -54,6 +54,8 @@ PASSWORD = "bench-voice-password"
 RATE = 16_000
 FRAME_S = 0.02
 TURNS_PER_CALL = 5
+SPEECH_LEVEL = 0.02
+"""Samples quieter than this (of full scale) after the last word count as the clip's tail."""
 REP_TURNS = [
     "Thanks for calling, can I take your name please?",
     "I understand, that sounds frustrating.",
@@ -302,6 +304,9 @@ def _clips() -> list[bytes]:
         audio = synth.synthesize_blocking(text, style=VoiceStyle(variation=0.0))
         samples = np.frombuffer(audio.pcm16, dtype="<i2").astype(np.float32) / 32768
         at_16k = resample(samples, audio.sample_rate, RATE)
+        # Piper ends with a little silence; cut it, so the last sample sent ends the speech
+        voiced = np.flatnonzero(np.abs(at_16k) > SPEECH_LEVEL)
+        at_16k = at_16k[: voiced[-1] + 1] if len(voiced) else at_16k
         clips.append((np.clip(at_16k, -1, 1) * 32767).astype("<i2").tobytes())
     return clips
 
