@@ -27,12 +27,22 @@ EVAL_DIR = SHARED_DIR / "eval"
 _ENV_PREFIXES = ("COACHLOOP_", "SLACK_", "OPENAI_", "LIVEKIT_")
 
 
+def _ours(key: str) -> bool:
+    return key.startswith(_ENV_PREFIXES) and key != "COACHLOOP_TEST_POSTGRES_URL"
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
-        if key.startswith(_ENV_PREFIXES) and key != "COACHLOOP_TEST_POSTGRES_URL":
+        if _ours(key):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    yield
+    # LiveKit's worker writes its URL and keys into os.environ; what a test's code set there
+    # must not reach fixtures of a wider scope, which are built before this one runs
+    for key in list(os.environ):
+        if _ours(key) or key == "DATABASE_URL":
+            os.environ.pop(key, None)
 
 
 def _postgres_engine(schema: str) -> Engine:
