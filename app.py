@@ -1169,6 +1169,8 @@ def outbox(
             f"[bold]{message.kind}[/bold] to {_names(engine, {message.recipient_id}).get(message.recipient_id)} "
             f"({message.status}, {message.attempts} attempts)"
         )
+        if message.last_error:
+            console.print(f"last error: {message.last_error}", highlight=False)
         console.print(render_text(message.kind, message.payload), highlight=False)
         return
     if breaches:
@@ -1202,7 +1204,7 @@ def outbox(
             str(m.id),
             m.kind,
             names.get(m.recipient_id, str(m.recipient_id)),
-            m.status,
+            f"{m.status} ({m.last_error})" if m.last_error else m.status,
             str(m.attempts),
             m.created_at.strftime("%Y-%m-%d %H:%M"),
             summary[:80],

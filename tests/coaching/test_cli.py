@@ -87,3 +87,30 @@ def test_outcomes_import_reports_rows_set_aside(sqlite_engine: Engine, tmp_path:
     assert "1 new, 0 updated, 0 unchanged, 1 rows set aside" in imported.output
     assert "no rep `zed`" in imported.output
     assert missing.exit_code == 1 and "no such file" in missing.output
+
+
+def test_outbox_shows_why_a_message_failed(sqlite_engine: Engine, cli) -> None:
+    from sqlmodel import Session
+
+    from coaching.outbox import enqueue, mark_failed
+
+    ada = Org(sqlite_engine).rep(None, "Ada")
+    with Session(sqlite_engine) as session:
+        message_id, _ = enqueue(
+            session,
+            kind="digest",
+            recipient_id=ada.id,
+            payload={},
+            dedupe_key="digest-ada",
+            now=T0,
+        )
+        session.commit()
+    mark_failed(sqlite_engine, message_id, "user_not_found")
+
+    listed = cli("outbox", "--status", "failed")
+    shown = cli("outbox", "--show", str(message_id))
+
+    assert listed.exit_code == 0, listed.output
+    assert "user_not_found" in listed.output
+    assert shown.exit_code == 0, shown.output
+    assert "last error: user_not_found" in shown.output
