@@ -78,6 +78,14 @@ class JobRuntime:
         return self.rubrics or RubricLibrary.from_dir(self.settings.rubric_dir)
 
     @cached_property
+    def _rules(self) -> CoachingRules:
+        return self.rules or load_coaching_rules()
+
+    @cached_property
+    def _catalogue(self) -> ScenarioCatalogue:
+        return self.catalogue or load_catalogue(_SCENARIO_DIR)
+
+    @cached_property
     def _judge(self) -> Judge:
         if self.judge is not None:
             return self.judge
@@ -100,8 +108,8 @@ class JobRuntime:
         with open_pipeline(
             self._engine,
             self.settings.data_dir,
-            rules=self.rules or load_coaching_rules(),
-            catalogue=self.catalogue or load_catalogue(_SCENARIO_DIR),
+            rules=self._rules,
+            catalogue=self._catalogue,
         ) as pipeline:
             coached = pipeline.run(scored)
         summary = {
